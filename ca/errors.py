@@ -1,0 +1,50 @@
+"""One error vocabulary for every service.
+
+Checks raise a ``SceauError``; each service renders it once, in its protocol's terms
+(problem+json for the JSON APIs, a PKIFailureInfo bit for the TSA, an OCSP status).
+The ``detail`` is shown to the caller, so it never holds a secret.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    MALFORMED = "malformed"  # the request cannot be parsed (JSON, PEM, DER)
+    INVALID = "invalid"  # parsed, but a field is missing or has a wrong value
+    UNSUPPORTED_MEDIA_TYPE = "unsupported-media-type"
+    TOO_LARGE = "too-large"
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not-found"
+    CONFLICT = "conflict"  # the state forbids it (already revoked, proof not verified...)
+    BAD_CSR = "bad-csr"
+    BAD_KEY = "bad-key"  # key algorithm or size not allowed by the profile
+    UNKNOWN_PROFILE = "unknown-profile"
+    PROOF_NOT_USABLE = "proof-not-usable"
+    NOT_IMPLEMENTED = "not-implemented"
+    LINT_FAILED = "lint-failed"
+    HSM = "hsm"
+    CONFIG = "config"
+
+
+class SceauError(Exception):
+    """A failure whose cause is known and can be told to the caller."""
+
+    def __init__(self, kind: ErrorKind, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+class ConfigError(SceauError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(ErrorKind.CONFIG, detail)
+
+
+class HsmError(SceauError):
+    """A PKCS#11 failure. The message names module and token, never the PIN."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(ErrorKind.HSM, detail)
