@@ -1,0 +1,169 @@
+"""Typed, strict configuration: ``sceau.toml`` plus the 0600 secrets file beside it.
+
+The TOML holds no secret; it names the secrets file. An unknown key is an error that names
+it, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ca.errors import ConfigError
+from ca.hsm import HsmConfig
+
+CONFIG_FILE = "sceau.toml"
+SECRETS_FILE = "secrets.toml"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("SCEAU_HOME", ".sceau")).resolve()
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    # Public base URL of the URL map (design.md). Certificates carry AIA, CRLDP and OCSP URLs
+    # under it, so changing it later leaves already issued certificates pointing at the old one.
+    base_url: str = "http://127.0.0.1:8000"
+    # Base for the CPS and PKI disclosure statement URLs; ETSI EN 319 412-5 wants QcPDS on
+    # https, while CRL and OCSP stay on http (a TLS check must not depend on revocation).
+    documents_url: str = ""
+    # Request bodies above this are refused before they are read (413).
+    max_body_bytes: int = 65536
+
+    @property
+    def documents_base(self) -> str:
+        return (self.documents_url or self.base_url).rstrip("/")
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    # SQLAlchemy URL; "sqlite:///<home>/sceau.db" by default, "postgresql+psycopg://..." in
+    # production. The schema is created and upgraded by Alembic at `sceau init`.
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class HsmSection:
+    module: str = ""
+    token_label: str = "sceau"
+    # Set only for the development SoftHSM2 token: its configuration file (tokendir).
+    softhsm_conf: str = ""
+
+
+@dataclass(frozen=True)
+class CaConfig:
+    # EN 319 412-2 GEN-4.2.3.1: issuer C = country of establishment, O = registered name,
+    # organizationIdentifier when a registration number exists.
+    country: str = "FR"
+    organization: str = "Sceau Development"
+    organization_identifier: str = ""
+    # Arc under which each profile's own certificate policy OID lives (profile.own_policy is
+    # appended). `sceau init` draws a 2.25.<UUID> arc (X.667), usable without registration;
+    # an operator with a registered arc puts it here before issuing anything.
+    policy_arc: str = ""
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    # A verified identity proof may be used to issue for this long after verification
+    # (and never past the expiry of the identity document it rests on).
+    proof_max_age_days: int = 90
+
+
+@dataclass(frozen=True)
+class LintConfig:
+    # pkilint finding codes accepted instead of refusing issuance. Only for development:
+    # `sceau init` lists the ones a loopback base URL provokes (etsi.internal_domain_name...).
+    accept_findings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SceauConfig:
+    home: Path
+    service: ServiceConfig
+    database: DatabaseConfig
+    hsm: HsmConfig
+    ca: CaConfig
+    registration: RegistrationConfig
+    lint: LintConfig
+    so_pin: str = field(default="", repr=False)
+
+
+def _section(cls: type[Any], raw: dict[str, Any], name: str) -> Any:
+    data = raw.get(name, {})
+    if not isinstance(data, dict):
+        raise ConfigError(f"{CONFIG_FILE}: [{name}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{CONFIG_FILE}: unknown key {key!r} in [{name}]")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        default = known[key].default
+        if isinstance(default, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{CONFIG_FILE}: [{name}] {key} must be a list of strings")
+            value = tuple(value)
+        elif not isinstance(value, type(default)) or isinstance(value, bool) != isinstance(
+            default, bool
+        ):
+            raise ConfigError(
+                f"{CONFIG_FILE}: [{name}] {key} must be a {type(default).__name__}"
+            )
+        values[key] = value
+    return cls(**values)
+
+
+def read_secrets(path: Path) -> dict[str, str]:
+    """Read the secrets file, refusing one that others can read."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as exc:
+        raise ConfigError(f"secrets file {path} is missing (run `sceau init`)") from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"secrets file {path} must be mode 0600 (chmod 600 {path})")
+    data = tomllib.loads(path.read_text())
+    return {k: str(v) for k, v in data.items()}
+
+
+def load_config(home: Path | None = None) -> SceauConfig:
+    home = (home or default_home()).resolve()
+    path = home / CONFIG_FILE
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path} not found: run `sceau init --home {home}` first") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    for name in raw:
+        if name not in {"service", "database", "hsm", "ca", "registration", "lint"}:
+            raise ConfigError(f"{CONFIG_FILE}: unknown section [{name}]")
+    hsm_section: HsmSection = _section(HsmSection, raw, "hsm")
+    secrets = read_secrets(home / SECRETS_FILE)
+    if "hsm_user_pin" not in secrets:
+        raise ConfigError(f"{home / SECRETS_FILE}: hsm_user_pin is missing")
+    if not hsm_section.module:
+        raise ConfigError(f"{CONFIG_FILE}: [hsm] module is required")
+    database: DatabaseConfig = _section(DatabaseConfig, raw, "database")
+    if not database.url:
+        raise ConfigError(f"{CONFIG_FILE}: [database] url is required")
+    return SceauConfig(
+        home=home,
+        service=_section(ServiceConfig, raw, "service"),
+        database=database,
+        hsm=HsmConfig(
+            module=Path(hsm_section.module),
+            token_label=hsm_section.token_label,
+            user_pin=secrets["hsm_user_pin"],
+            softhsm_conf=(home / hsm_section.softhsm_conf) if hsm_section.softhsm_conf else None,
+        ),
+        ca=_section(CaConfig, raw, "ca"),
+        registration=_section(RegistrationConfig, raw, "registration"),
+        lint=_section(LintConfig, raw, "lint"),
+        so_pin=secrets.get("hsm_so_pin", ""),
+    )

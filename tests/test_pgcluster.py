@@ -1,0 +1,40 @@
+"""The throwaway PostgreSQL cluster starts, serves a database and goes away."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from pgcluster import PgCluster, find_pg_bin, start_cluster
+
+
+def test_find_pg_bin_finds_initdb_and_pg_ctl() -> None:
+    bin_dir = find_pg_bin()
+    assert bin_dir is not None, "PostgreSQL is not installed: run scripts/setup.sh"
+    assert (bin_dir / "initdb").is_file()
+    assert (bin_dir / "pg_ctl").is_file()
+
+
+@pytest.mark.postgres
+def test_cluster_creates_database_and_answers_select_1(tmp_path: Path) -> None:
+    cluster: PgCluster = start_cluster(tmp_path)
+    try:
+        url = cluster.create_database("sceau_test")
+        assert url == cluster.url("sceau_test")
+        assert url.startswith("postgresql+psycopg://sceau@/sceau_test?host=")
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                assert conn.execute(sa.text("select 1")).scalar_one() == 1
+                assert conn.execute(sa.text("select current_database()")).scalar_one() == (
+                    "sceau_test"
+                )
+                assert conn.execute(sa.text("show listen_addresses")).scalar_one() == ""
+        finally:
+            engine.dispose()
+    finally:
+        cluster.stop()
+    assert not cluster.root.exists()
+    assert not cluster.datadir.exists()
+    cluster.stop()  # idempotent
