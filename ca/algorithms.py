@@ -96,8 +96,9 @@ def default_scheme(key: KeyAlgorithm) -> SignatureScheme:
         return SignatureScheme(HashAlgorithm.SHA384, Padding.ECDSA)
     if key is KeyAlgorithm.EC_P521:
         return SignatureScheme(HashAlgorithm.SHA512, Padding.ECDSA)
-    return SignatureScheme(HashAlgorithm.SHA256 if key.rsa_bits < 4096 else HashAlgorithm.SHA384,
-                           Padding.PSS)
+    return SignatureScheme(
+        HashAlgorithm.SHA256 if key.rsa_bits < 4096 else HashAlgorithm.SHA384, Padding.PSS
+    )
 
 
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey

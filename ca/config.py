@@ -63,8 +63,7 @@ class CaConfig:
     organization: str = "Sceau Development"
     organization_identifier: str = ""
     # Arc under which each profile's own certificate policy OID lives (profile.own_policy is
-    # appended). `sceau init` draws a 2.25.<UUID> arc (X.667), usable without registration;
-    # an operator with a registered arc puts it here before issuing anything.
+    # appended); empty means the certificates carry only the ETSI policy OIDs.
     policy_arc: str = ""
 
 
@@ -112,9 +111,7 @@ def _section(cls: type[Any], raw: dict[str, Any], name: str) -> Any:
         elif not isinstance(value, type(default)) or isinstance(value, bool) != isinstance(
             default, bool
         ):
-            raise ConfigError(
-                f"{CONFIG_FILE}: [{name}] {key} must be a {type(default).__name__}"
-            )
+            raise ConfigError(f"{CONFIG_FILE}: [{name}] {key} must be a {type(default).__name__}")
         values[key] = value
     return cls(**values)
 

@@ -47,6 +47,10 @@ class ProofMethod(StrEnum):
     REGISTRY = "registry"  # 9.3 legal person: authoritative register extract, officer-checked
 
 
+# Identity documents an identity proof may rest on (REG-6.4.5-04 a/b: type, number, issuer).
+DOCUMENT_TYPES = ("id-card", "passport", "residence-permit", "company-extract")
+
+
 class KeyUsageBit(StrEnum):
     DIGITAL_SIGNATURE = "digital_signature"
     NON_REPUDIATION = "non_repudiation"

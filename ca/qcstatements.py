@@ -60,7 +60,10 @@ def encode_qc_statements(qc: QcStatements, pds_url: str) -> bytes:
         statements.append({"statement_id": OID_QC_COMPLIANCE})
     if qc.retention_years:
         statements.append(
-            {"statement_id": OID_QC_RETENTION_PERIOD, "statement_info": core.Integer(qc.retention_years)}
+            {
+                "statement_id": OID_QC_RETENTION_PERIOD,
+                "statement_info": core.Integer(qc.retention_years),
+            }
         )
     if qc.sscd:
         statements.append({"statement_id": OID_QC_SSCD})

@@ -147,20 +147,17 @@ def build_tbs(req: TbsRequest, urls: Urls) -> x509.TbsCertificate:
         extensions.append(
             _ext(
                 "crl_distribution_points",
-                [
-                    {
-                        "distribution_point": {
-                            "full_name": [_uri(urls.crl(issuer.id))]
-                        }
-                    }
-                ],
+                [{"distribution_point": {"full_name": [_uri(urls.crl(issuer.id))]}}],
             )
         )
         if req.policy_oids:
             extensions.append(_ext("certificate_policies", _policies(req, urls, issuer.id)))
     if req.subject_alt_emails:
         extensions.append(
-            _ext("subject_alt_name", [x509.GeneralName(name="rfc822_name", value=e) for e in req.subject_alt_emails])
+            _ext(
+                "subject_alt_name",
+                [x509.GeneralName(name="rfc822_name", value=e) for e in req.subject_alt_emails],
+            )
         )
     if profile.qc.present:
         qc_der = encode_qc_statements(profile.qc, urls.pds())

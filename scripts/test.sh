@@ -44,7 +44,7 @@ stage "setup (scripts/setup.sh)"
 bash scripts/setup.sh || fail "setup"
 
 stage "format (ruff format --check)"
-.venv/bin/ruff format --check . || fail "formatting: run .venv/bin/ruff format ."
+.venv/bin/ruff format --check --output-format concise . || fail "formatting: run .venv/bin/ruff format ."
 
 stage "lint (ruff check)"
 .venv/bin/ruff check . || fail "lint"
@@ -53,9 +53,10 @@ stage "types (mypy)"
 .venv/bin/mypy || fail "types"
 
 stage "import contracts (lint-imports)"
-.venv/bin/lint-imports || fail "import contracts"
+# The cache goes inside .venv, which git ignores.
+.venv/bin/lint-imports --no-logo --cache-dir .venv/.import_linter_cache || fail "import contracts"
 
-stage "tests (pytest $*)"
+stage "tests (pytest${*:+ $*})"
 rc=0
 .venv/bin/python -m pytest "$@" || rc=$?
 if ((rc == 5)); then

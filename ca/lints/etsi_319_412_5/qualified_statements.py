@@ -45,15 +45,21 @@ def lint(tbs: x509.TbsCertificate, profile: Profile) -> list[Finding]:
     sscd = OID_QC_SSCD in statements
     if profile.qscd and not sscd:
         findings.append(Finding("sceau.qc_sscd_missing", "QcSSCD is mandatory for QSCD keys"))
-    expected_type = QC_TYPE_OIDS["esign" if profile.subject_kind is SubjectKind.NATURAL else "eseal"]
+    expected_type = QC_TYPE_OIDS[
+        "esign" if profile.subject_kind is SubjectKind.NATURAL else "eseal"
+    ]
     info = statements.get(OID_QC_TYPE)
     types = [t.dotted for t in QcTypeSequence.load(info.dump())] if info is not None else []  # type: ignore[attr-defined]
     if types != [expected_type]:
-        findings.append(Finding("sceau.qc_type_mismatch", f"QcType must be exactly {expected_type}"))
+        findings.append(
+            Finding("sceau.qc_type_mismatch", f"QcType must be exactly {expected_type}")
+        )
     qcp = [p for p in policies if p.startswith(QCP_ARC)]
     expected_policy = EXPECTED_POLICY[(profile.subject_kind, sscd)]
     if qcp != [expected_policy]:
         findings.append(
-            Finding("sceau.qc_policy_mismatch", f"exactly one EN 319 411-2 policy: {expected_policy}")
+            Finding(
+                "sceau.qc_policy_mismatch", f"exactly one EN 319 411-2 policy: {expected_policy}"
+            )
         )
     return findings

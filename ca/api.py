@@ -1,0 +1,144 @@
+"""Platform API for certificates: ``/ca/api/v1/certificates``. Views only move data."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import load_der_x509_certificate
+from flask import Blueprint, Response, request
+
+from ca.authority import CertificateRecord, IssuedCertificate
+from ca.clients import Client, authenticate
+from ca.context import context
+from ca.errors import ErrorKind, SceauError
+from ca.web import json_body
+
+bp = Blueprint("certificates", __name__, url_prefix="/ca/api/v1")
+
+PKIX_CERT = "application/pkix-cert"
+
+
+def pem(der: bytes) -> str:
+    return load_der_x509_certificate(der).public_bytes(Encoding.PEM).decode()
+
+
+def _client() -> Client:
+    return authenticate(context().db, request.headers.get("Authorization"))
+
+
+def _json(body: dict[str, Any], status: int = 200, **headers: str) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json",
+                    headers=headers)
+
+
+def _string(data: dict[str, Any], key: str, *, required: bool = True) -> str | None:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise SceauError(ErrorKind.INVALID, f"{key} is required and must be a non-empty string")
+    return value
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _issued_body(issued: IssuedCertificate) -> dict[str, Any]:
+    return {
+        "serial": issued.serial,
+        "issuer": issued.issuer,
+        "profile": issued.profile,
+        "status": "issued",
+        "not_before": issued.not_before.isoformat(),
+        "not_after": issued.not_after.isoformat(),
+        "certificate": pem(issued.certificate),
+        "chain": [pem(c) for c in issued.chain],
+    }
+
+
+def _record_body(record: CertificateRecord) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "serial": record.serial,
+        "issuer": record.issuer,
+        "profile": record.profile,
+        "status": record.status,
+        "subject": record.subject,
+        "identity_proof": record.proof_id,
+        "not_before": record.not_before.isoformat(),
+        "not_after": record.not_after.isoformat(),
+        "certificate": pem(record.certificate) if record.certificate else None,
+        "chain": [pem(c) for c in context().authority.issuers.chain(record.issuer)],
+    }
+    if record.revoked_at is not None:
+        body["revocation"] = {
+            "revoked_at": record.revoked_at.isoformat(),
+            "reason": record.revocation_reason,
+            "invalidity_date": record.invalidity_date.isoformat()
+            if record.invalidity_date else None,
+        }
+    return body
+
+
+@bp.post("/certificates")
+def issue() -> Response:
+    client = _client()
+    data = json_body()
+    unknown = set(data) - {"profile", "identity_proof", "csr"}
+    if unknown:
+        raise SceauError(ErrorKind.INVALID, f"unknown field(s): {', '.join(sorted(unknown))}")
+    issued = context().authority.issue(
+        client,
+        profile_id=str(_string(data, "profile")),
+        proof_id=str(_string(data, "identity_proof")),
+        csr_pem=_string(data, "csr", required=False),
+        now=_now(),
+    )
+    return _json(_issued_body(issued), 201,
+                 Location=f"/ca/api/v1/certificates/{issued.serial}")
+
+
+@bp.get("/certificates/<serial>")
+def fetch(serial: str) -> Response:
+    client = _client()
+    record = context().authority.lookup(client, serial)
+    accept = request.accept_mimetypes
+    if accept.best_match([PKIX_CERT, "application/json"]) == PKIX_CERT and accept[PKIX_CERT]:
+        if record.certificate is None:
+            raise SceauError(ErrorKind.NOT_FOUND, "certificate not available")
+        return Response(record.certificate, mimetype=PKIX_CERT, headers={
+            "Content-Disposition": f'attachment; filename="{record.serial}.crt"'})
+    return _json(_record_body(record))
+
+
+@bp.post("/certificates/<serial>/revoke")
+def revoke(serial: str) -> Response:
+    client = _client()
+    data = json_body()
+    unknown = set(data) - {"reason", "invalidity_date"}
+    if unknown:
+        raise SceauError(ErrorKind.INVALID, f"unknown field(s): {', '.join(sorted(unknown))}")
+    reason = data.get("reason", "unspecified")
+    if not isinstance(reason, str):
+        raise SceauError(ErrorKind.INVALID, "reason must be a string")
+    invalidity = data.get("invalidity_date")
+    invalidity_date = None
+    if invalidity is not None:
+        invalidity_date = _parse_time(invalidity, "invalidity_date")
+    record = context().authority.revoke(client, serial, reason, invalidity_date, now=_now())
+    return _json(_record_body(record))
+
+
+def _parse_time(value: object, name: str) -> datetime:
+    if not isinstance(value, str):
+        raise SceauError(ErrorKind.INVALID, f"{name} must be an RFC 3339 date-time string")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise SceauError(ErrorKind.INVALID, f"{name} is not an RFC 3339 date-time") from exc
+    if moment.tzinfo is None:
+        raise SceauError(ErrorKind.INVALID, f"{name} needs a time zone (Z or +hh:mm)")
+    return moment.astimezone(UTC)

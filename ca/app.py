@@ -1,0 +1,30 @@
+"""CA service: the certificate API (``/ca/api/v1``) and its OpenAPI description."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Flask, Response
+
+from ca import api
+from ca.config import SceauConfig
+from ca.context import ServiceContext, context
+from ca.openapi import openapi_document
+from ca.web import install_common
+
+
+def create_app(config: SceauConfig | None = None, ctx: ServiceContext | None = None) -> Flask:
+    ctx = ctx or ServiceContext.open(config)
+    app = Flask(__name__)
+    ctx.attach(app)
+    install_common(app, "ca", max_body_bytes=ctx.config.service.max_body_bytes,
+                   schema=ctx.schema())
+    app.register_blueprint(api.bp)
+
+    @app.get("/ca/openapi.json")
+    def openapi() -> Response:
+        document = openapi_document(context().config.service.base_url,
+                                    [p.id for p in context().profiles.subscriber_profiles()])
+        return Response(json.dumps(document, indent=1), mimetype="application/json")
+
+    return app

@@ -1,0 +1,97 @@
+"""Append-only, hash-chained audit log.
+
+Each event's hash covers the previous hash and a canonical JSON of the event, so editing,
+deleting, inserting or reordering any row breaks the chain from that row on. Appending
+happens inside the caller's transaction: the event commits with the change it records,
+or neither does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ca.store.models import AuditEvent, AuditHead
+
+GENESIS = "0" * 64
+
+
+def _canonical(seq: int, at: datetime, actor: str, action: str, details: dict[str, Any]) -> bytes:
+    body = {
+        "seq": seq,
+        "at": at.isoformat(timespec="microseconds"),
+        "actor": actor,
+        "action": action,
+        "details": details,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str,
+               details: dict[str, Any]) -> str:
+    digest = hashlib.sha256(bytes.fromhex(prev_hash))
+    digest.update(_canonical(seq, at, actor, action, details))
+    return digest.hexdigest()
+
+
+def ensure_head(session: Session) -> None:
+    if session.get(AuditHead, 1) is None:
+        session.add(AuditHead(id=1, seq=0, hash=GENESIS))
+        session.flush()
+
+
+def append(session: Session, *, actor: str, action: str, details: dict[str, Any],
+           at: datetime) -> AuditEvent:
+    """Append one event in the session's transaction.
+
+    The head row is updated before it is read: the UPDATE takes the lock (a row lock on
+    PostgreSQL, the write lock on SQLite), so a concurrent appender waits for our commit
+    and then chains onto our event instead of onto the same parent.
+    """
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1))
+    head = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one()
+    seq, prev = head.seq, head.hash
+    details = json.loads(json.dumps(details))  # what the JSON column will give back
+    digest = chain_hash(prev, seq, at, actor, action, details)
+    event = AuditEvent(seq=seq, at=at, actor=actor, action=action, details=details,
+                       prev_hash=prev, hash=digest)
+    session.add(event)
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=digest))
+    return event
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    seq: int
+    reason: str
+
+
+def verify_chain(session: Session, batch: int = 5000) -> tuple[int, ChainBreak | None]:
+    """Walk the whole chain; return (events checked, first break or None)."""
+    prev, expected_seq, checked = GENESIS, 1, 0
+    last_seq = 0
+    while True:
+        rows = session.scalars(
+            select(AuditEvent).where(AuditEvent.seq > last_seq).order_by(AuditEvent.seq).limit(batch)
+        ).all()
+        if not rows:
+            break
+        for ev in rows:
+            if ev.seq != expected_seq:
+                return checked, ChainBreak(expected_seq, f"event {expected_seq} is missing")
+            if ev.prev_hash != prev:
+                return checked, ChainBreak(ev.seq, "prev_hash does not match the previous event")
+            if chain_hash(prev, ev.seq, ev.at, ev.actor, ev.action, ev.details) != ev.hash:
+                return checked, ChainBreak(ev.seq, "content does not match its hash")
+            prev, expected_seq, last_seq = ev.hash, ev.seq + 1, ev.seq
+            checked += 1
+    head = session.get(AuditHead, 1)
+    if head is not None and (head.seq != checked or head.hash != prev):
+        return checked, ChainBreak(checked + 1, "the chain ends before its recorded head")
+    return checked, None

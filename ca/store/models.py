@@ -1,0 +1,145 @@
+"""Database schema (SQLAlchemy 2). Alembic migrations under ``migrations/`` create it.
+
+Serial numbers are stored as lowercase hex strings: they reach 159 bits, more than any
+portable integer column holds, and hex sorts and compares exactly.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on the way out, on every database (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Issuer(Base):
+    """A CA of ours: the root and each issuing CA. Its key lives in the token under key_label."""
+
+    __tablename__ = "issuers"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    profile: Mapped[str] = mapped_column(String(64))
+    key_label: Mapped[str] = mapped_column(String(128), unique=True)
+    key_algorithm: Mapped[str] = mapped_column(String(16))
+    certificate: Mapped[bytes | None] = mapped_column(LargeBinary)
+    subject: Mapped[str] = mapped_column(Text)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("issuers.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ApiClient(Base):
+    """A signing platform. Only the SHA-256 of its token is kept (the token has 256 bits
+    of entropy, so a slow password hash would add latency and no security)."""
+
+    __tablename__ = "api_clients"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    profiles: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class IdentityProof(Base):
+    __tablename__ = "identity_proofs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id"))
+    subject_kind: Mapped[str] = mapped_column(String(16))
+    method: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # pending | verified | rejected
+    # The applicant's attributes and document data as submitted (claimed until verified).
+    subject: Mapped[dict[str, Any]] = mapped_column(JSON)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Who approved it: [{"by": "officer:alice", "at": iso}]; a profile may need two (four-eyes).
+    approvals: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    # Past this instant the proof may not be used to issue (document expiry, max age).
+    usable_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # EN 319 411-1 OVR-6.4.6-01: 7 years after the last certificate relying on it expires.
+    retain_until: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Certificate(Base):
+    """Every serial ever reserved. A row exists before the HSM signs (status "reserved"),
+    so a crash between signing and storing leaves a visible reserved row, never an
+    unrecorded certificate."""
+
+    __tablename__ = "certificates"
+    __table_args__ = (
+        UniqueConstraint("issuer_id", "serial", name="uq_certificates_issuer_serial"),
+        Index("ix_certificates_proof", "proof_id"),
+        Index("ix_certificates_status", "issuer_id", "status"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    issuer_id: Mapped[str] = mapped_column(ForeignKey("issuers.id"))
+    serial: Mapped[str] = mapped_column(String(40))
+    profile: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # reserved | issued | revoked | failed
+    proof_id: Mapped[str | None] = mapped_column(ForeignKey("identity_proofs.id"))
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("api_clients.id"))
+    subject: Mapped[str] = mapped_column(Text)
+    tbs: Mapped[bytes] = mapped_column(LargeBinary)
+    der: Mapped[bytes | None] = mapped_column(LargeBinary)
+    not_before: Mapped[datetime] = mapped_column(UtcDateTime)
+    not_after: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revocation_reason: Mapped[str | None] = mapped_column(String(32))
+    invalidity_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AuditEvent(Base):
+    """Append-only, hash-chained: hash = SHA-256(prev_hash || canonical JSON of the event)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_action", "action", "seq"),)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row: the chain's head. Appending updates it first, which takes the row (PostgreSQL)
+    or database (SQLite) write lock, so concurrent appenders queue instead of forking the chain."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,20 @@
+"""Registration authority service: identity proofs (``/ra/...``)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ca.config import SceauConfig
+from ca.context import ServiceContext
+from ca.web import install_common
+from registration import api
+
+
+def create_app(config: SceauConfig | None = None, ctx: ServiceContext | None = None) -> Flask:
+    ctx = ctx or ServiceContext.open(config)
+    app = Flask(__name__)
+    ctx.attach(app)
+    install_common(app, "registration", max_body_bytes=ctx.config.service.max_body_bytes,
+                   schema=ctx.schema())
+    app.register_blueprint(api.bp)
+    return app

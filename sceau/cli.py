@@ -1,0 +1,181 @@
+"""The `sceau` command line (design.md, "Command line")."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ca.clients import create_client
+from ca.config import default_home, load_config
+from ca.errors import SceauError
+from ca.profiles import ProfileSet
+from ca.store.db import Database
+
+log = logging.getLogger("sceau")
+
+
+def _home(args: argparse.Namespace) -> Path:
+    return Path(args.home).resolve() if args.home else default_home()
+
+
+def _operator() -> str:
+    try:
+        return f"operator:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "operator:unknown"
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from sceau.home import init_home
+
+    config, steps = init_home(_home(args), base_url=args.base_url, database_url=args.database_url)
+    print(f"Sceau home: {config.home}")
+    for step in steps:
+        print(f"  - {step}")
+    if not steps[2:]:
+        print("  (the CAs existed already: nothing changed)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    home = _home(args)
+    config = load_config(home)
+    bind = f"{args.host}:{args.port}"
+
+    class _Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", bind)
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("threads", args.threads)
+            self.cfg.set("accesslog", "-" if args.access_log else None)
+            self.cfg.set("timeout", 60)
+
+        def load(self) -> Any:
+            # Runs in each worker after fork: every worker opens its own PKCS#11 session.
+            from sceau.devserver import create_app
+
+            return create_app(load_config(home))
+
+    base = config.service.base_url.rstrip("/")
+    print(f"""Sceau is starting on http://{bind} (public base URL {base}), home {home}.
+Next:
+  curl {base}/healthz
+  .venv/bin/sceau client add acme-sign --profile person-lcp --profile seal-lcp --home {home}
+  then POST {base}/ra/api/v1/identity-proofs and {base}/ca/api/v1/certificates
+  (API description: {base}/ca/openapi.json; walkthrough in README.md)""", flush=True)
+    _Server().run()
+    return 0
+
+
+def cmd_client_add(args: argparse.Namespace) -> int:
+    config = load_config(_home(args))
+    db = Database(config.database.url)
+    try:
+        token = create_client(db, ProfileSet.load(), args.name, args.profile,
+                              now=datetime.now(UTC), actor=_operator())
+    finally:
+        db.dispose()
+    print(f"Client {args.name!r} created for {', '.join(args.profile)}.")
+    print("API token (shown once, store it now):")
+    print(token)
+    return 0
+
+
+def cmd_proof_approve(args: argparse.Namespace) -> int:
+    from registration.proofs import approve_proof
+
+    config = load_config(_home(args))
+    db = Database(config.database.url)
+    try:
+        proof = approve_proof(db, args.proof_id, args.officer, now=datetime.now(UTC),
+                              max_age=timedelta(days=config.registration.proof_max_age_days))
+    finally:
+        db.dispose()
+    print(f"identity proof {proof.id}: {proof.status}, {len(proof.approvals)} approval(s)")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from ca.audit import verify_chain
+
+    config = load_config(_home(args))
+    db = Database(config.database.url)
+    try:
+        with db.read() as session:
+            checked, broken = verify_chain(session)
+    finally:
+        db.dispose()
+    if broken is not None:
+        print(f"audit chain BROKEN at event {broken.seq}: {broken.reason} "
+              f"({checked} events verified before it)")
+        return 1
+    print(f"audit chain intact: {checked} events")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sceau", description="Sceau certification authority")
+    parser.add_argument("--home", help="home folder (default $SCEAU_HOME, else ./.sceau)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--home", default=argparse.SUPPRESS, help="home folder")
+        return p
+
+    p = command("init", "development key ceremony, config and schema (idempotent)")
+    p.add_argument("--base-url", default="http://127.0.0.1:8000", help="public base URL")
+    p.add_argument("--database-url", default=None, help="SQLAlchemy URL (default SQLite)")
+    p.set_defaults(func=cmd_init)
+
+    p = command("serve", "run every service in one gunicorn server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=4)
+    p.add_argument("--access-log", action="store_true")
+    p.set_defaults(func=cmd_serve)
+
+    client = sub.add_parser("client", help="platform API clients").add_subparsers(
+        dest="client_command", required=True)
+    p = client.add_parser("add", help="create a client and print its token once")
+    p.add_argument("--home", default=argparse.SUPPRESS)
+    p.add_argument("name")
+    p.add_argument("--profile", action="append", required=True, help="repeat for each profile")
+    p.set_defaults(func=cmd_client_add)
+
+    proof = sub.add_parser("proof", help="identity proofs").add_subparsers(
+        dest="proof_command", required=True)
+    p = proof.add_parser("approve", help="record an officer's approval of a pending proof")
+    p.add_argument("--home", default=argparse.SUPPRESS)
+    p.add_argument("proof_id")
+    p.add_argument("--officer", required=True, help="the approving officer's name")
+    p.set_defaults(func=cmd_proof_approve)
+
+    audit = sub.add_parser("audit", help="audit log").add_subparsers(
+        dest="audit_command", required=True)
+    p = audit.add_parser("verify", help="check the whole hash chain; exit 1 on tampering")
+    p.add_argument("--home", default=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_audit_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SceauError as exc:
+        print(f"sceau: {exc.detail}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""`sceau init`: the home folder, its configuration and secrets, the development token,
+the schema, and the CA key ceremony. Every step keeps what exists."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ca.ceremony import run_ceremony
+from ca.config import CONFIG_FILE, SECRETS_FILE, SceauConfig, load_config
+from ca.hsm import KeyStore
+from ca.profiles import ProfileSet
+from ca.softhsm import ensure_softhsm_token, find_softhsm_module
+from ca.store.db import Database, migrate
+
+# pkilint rightly refuses certificate URLs on a loopback or non-public host
+# (etsi.internal_domain_name) and QcPDS URLs that are not https; a development home
+# serving on 127.0.0.1 accepts exactly these findings and nothing else.
+LOOPBACK_FINDINGS = (
+    "etsi.internal_domain_name",
+    "etsi.en_319_412_5.qcs-4.3.4-01.pds_url_not_https",
+)
+
+
+def _write_secrets(path: Path) -> None:
+    if path.exists():
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("# Sceau secrets: never commit, never copy into sceau.toml or a log.\n")
+        out.write(f'hsm_user_pin = "{secrets.token_hex(16)}"\n')
+        out.write(f'hsm_so_pin = "{secrets.token_hex(16)}"\n')
+
+
+def _write_config(path: Path, home: Path, base_url: str, database_url: str | None) -> None:
+    if path.exists():
+        return
+    host = urlsplit(base_url).hostname or ""
+    loopback = host in {"127.0.0.1", "localhost", "::1"} or not host.count(".")
+    accept = ", ".join(f'"{f}"' for f in LOOPBACK_FINDINGS) if loopback else ""
+    path.write_text(f"""\
+# Sceau configuration (see README). Secrets live in {SECRETS_FILE} (mode 0600), never here.
+
+[service]
+# Public base URL; certificates carry AIA, CRL and OCSP URLs under it.
+base_url = "{base_url}"
+# https base for the CPS and PKI disclosure statement URLs (defaults to base_url).
+documents_url = ""
+max_body_bytes = 65536
+
+[database]
+# SQLite by default; PostgreSQL: "postgresql+psycopg://user@host/dbname".
+url = "{database_url or f"sqlite:///{home / 'sceau.db'}"}"
+
+[hsm]
+module = "{find_softhsm_module()}"
+token_label = "sceau"
+# Development SoftHSM2 token under this home; remove for a real HSM.
+softhsm_conf = "softhsm2.conf"
+
+[ca]
+country = "FR"
+organization = "Sceau Development"
+organization_identifier = ""
+# Arc of your own certificate policy OIDs (e.g. 1.3.6.1.4.1.<your PEN>.1). Empty: the
+# certificates carry the ETSI policy OIDs only. (A 2.25.<UUID> arc would need no
+# registration, but its 128-bit arc breaks pkilint's decoder and some relying parties.)
+policy_arc = ""
+
+[registration]
+proof_max_age_days = 90
+
+[lint]
+# pkilint findings accepted instead of refusing issuance (development base URL only).
+accept_findings = [{accept}]
+""")
+
+
+def init_home(home: Path, *, base_url: str = "http://127.0.0.1:8000",
+              database_url: str | None = None) -> tuple[SceauConfig, list[str]]:
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _write_secrets(home / SECRETS_FILE)
+    _write_config(home / CONFIG_FILE, home, base_url, database_url)
+    config = load_config(home)
+    steps: list[str] = []
+    if config.hsm.softhsm_conf is not None:
+        ensure_softhsm_token(home, config.hsm.token_label, config.hsm.user_pin, config.so_pin)
+        steps.append(f"SoftHSM2 token {config.hsm.token_label!r} under {home / 'tokens'}")
+    db = Database(config.database.url)
+    try:
+        migrate(db)
+        steps.append("database schema up to date")
+        keys = KeyStore(config.hsm)
+        actor = f"operator:{os.environ.get('USER', 'unknown')}"
+        steps += run_ceremony(config, db, keys, ProfileSet.load(), now=datetime.now(UTC),
+                              actor=actor)
+    finally:
+        db.dispose()
+    return config, steps
