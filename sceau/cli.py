@@ -33,12 +33,14 @@ def _operator() -> str:
 def cmd_init(args: argparse.Namespace) -> int:
     from sceau.home import init_home
 
-    config, steps = init_home(_home(args), base_url=args.base_url, database_url=args.database_url)
+    config, steps, ceremony = init_home(_home(args), base_url=args.base_url,
+                              documents_url=args.documents_url, database_url=args.database_url,
+                              token_label=args.token_label)
     print(f"Sceau home: {config.home}")
-    for step in steps:
+    for step in steps + ceremony:
         print(f"  - {step}")
-    if not steps[2:]:
-        print("  (the CAs existed already: nothing changed)")
+    if not ceremony:
+        print("  - the CAs existed already: nothing changed")
     return 0
 
 
@@ -132,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("init", "development key ceremony, config and schema (idempotent)")
     p.add_argument("--base-url", default="http://127.0.0.1:8000", help="public base URL")
+    p.add_argument("--documents-url", default="", help="https base of CPS/PDS URLs")
     p.add_argument("--database-url", default=None, help="SQLAlchemy URL (default SQLite)")
+    p.add_argument("--token-label", default="sceau", help="PKCS#11 token label")
     p.set_defaults(func=cmd_init)
 
     p = command("serve", "run every service in one gunicorn server")

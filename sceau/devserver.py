@@ -34,9 +34,10 @@ class PrefixDispatcher:
         return self.default(environ, start_response)
 
 
-def create_app(config: SceauConfig | None = None) -> PrefixDispatcher:
+def create_app(config: SceauConfig | None = None,
+               ctx: ServiceContext | None = None) -> PrefixDispatcher:
     # One context for all services: one PKCS#11 session and one database pool per process.
-    ctx = ServiceContext.open(config)
+    ctx = ctx or ServiceContext.open(config)
     ca_app = create_ca(ctx=ctx)
     registration = create_registration(ctx=ctx)
     crl = create_crl(ctx=ctx)

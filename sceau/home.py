@@ -21,7 +21,7 @@ from ca.store.db import Database, migrate
 # serving on 127.0.0.1 accepts exactly these findings and nothing else.
 LOOPBACK_FINDINGS = (
     "etsi.internal_domain_name",
-    "etsi.en_319_412_5.qcs-4.3.4-01.pds_url_not_https",
+    "etsi.en_319_412_5.gen-4.3.4.url_scheme_not_https",
 )
 
 
@@ -35,7 +35,8 @@ def _write_secrets(path: Path) -> None:
         out.write(f'hsm_so_pin = "{secrets.token_hex(16)}"\n')
 
 
-def _write_config(path: Path, home: Path, base_url: str, database_url: str | None) -> None:
+def _write_config(path: Path, home: Path, base_url: str, documents_url: str,
+                  database_url: str | None, token_label: str) -> None:
     if path.exists():
         return
     host = urlsplit(base_url).hostname or ""
@@ -48,7 +49,7 @@ def _write_config(path: Path, home: Path, base_url: str, database_url: str | Non
 # Public base URL; certificates carry AIA, CRL and OCSP URLs under it.
 base_url = "{base_url}"
 # https base for the CPS and PKI disclosure statement URLs (defaults to base_url).
-documents_url = ""
+documents_url = "{documents_url}"
 max_body_bytes = 65536
 
 [database]
@@ -57,7 +58,7 @@ url = "{database_url or f"sqlite:///{home / 'sceau.db'}"}"
 
 [hsm]
 module = "{find_softhsm_module()}"
-token_label = "sceau"
+token_label = "{token_label}"
 # Development SoftHSM2 token under this home; remove for a real HSM.
 softhsm_conf = "softhsm2.conf"
 
@@ -79,13 +80,16 @@ accept_findings = [{accept}]
 """)
 
 
-def init_home(home: Path, *, base_url: str = "http://127.0.0.1:8000",
-              database_url: str | None = None) -> tuple[SceauConfig, list[str]]:
+def init_home(home: Path, *, base_url: str = "http://127.0.0.1:8000", documents_url: str = "",
+              database_url: str | None = None,
+              token_label: str = "sceau") -> tuple[SceauConfig, list[str], list[str]]:
+    """Create or complete a home. Options only shape a new sceau.toml; an existing one wins."""
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     _write_secrets(home / SECRETS_FILE)
-    _write_config(home / CONFIG_FILE, home, base_url, database_url)
+    _write_config(home / CONFIG_FILE, home, base_url, documents_url, database_url, token_label)
     config = load_config(home)
     steps: list[str] = []
+    ceremony: list[str] = []
     if config.hsm.softhsm_conf is not None:
         ensure_softhsm_token(home, config.hsm.token_label, config.hsm.user_pin, config.so_pin)
         steps.append(f"SoftHSM2 token {config.hsm.token_label!r} under {home / 'tokens'}")
@@ -95,8 +99,8 @@ def init_home(home: Path, *, base_url: str = "http://127.0.0.1:8000",
         steps.append("database schema up to date")
         keys = KeyStore(config.hsm)
         actor = f"operator:{os.environ.get('USER', 'unknown')}"
-        steps += run_ceremony(config, db, keys, ProfileSet.load(), now=datetime.now(UTC),
-                              actor=actor)
+        ceremony = run_ceremony(config, db, keys, ProfileSet.load(), now=datetime.now(UTC),
+                                actor=actor)
     finally:
         db.dispose()
-    return config, steps
+    return config, steps, ceremony

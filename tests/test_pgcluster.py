@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from pgcluster import PgCluster, find_pg_bin, start_cluster
+
+from tests.pgcluster import PgCluster, find_pg_bin, start_cluster
 
 
 def test_find_pg_bin_finds_initdb_and_pg_ctl() -> None:
