@@ -92,6 +92,12 @@ def verify_chain(session: Session, batch: int = 5000) -> tuple[int, ChainBreak |
             prev, expected_seq, last_seq = ev.hash, ev.seq + 1, ev.seq
             checked += 1
     head = session.get(AuditHead, 1)
-    if head is not None and (head.seq != checked or head.hash != prev):
-        return checked, ChainBreak(checked + 1, "the chain ends before its recorded head")
+    if head is None:
+        return checked, None if checked == 0 else ChainBreak(1, "the chain head is missing")
+    if checked > head.seq:
+        return checked, ChainBreak(head.seq + 1, "event beyond the recorded head (inserted)")
+    if checked < head.seq:
+        return checked, ChainBreak(checked + 1, "the chain ends before its head (deleted)")
+    if head.hash != prev:
+        return checked, ChainBreak(head.seq, "the last event differs from the recorded head")
     return checked, None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,8 +49,12 @@ LEGAL = {
 }
 
 
-def run(*args: str | Path, check: bool = False) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=check)
+def run(*args: str | Path, check: bool = False,
+        env_conf: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a judge. ``env_conf`` points SoftHSM2 at a token directory."""
+    env = {**os.environ, "SOFTHSM2_CONF": str(env_conf)} if env_conf else None
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=check,
+                          env=env)
 
 
 def write_pems(tmp: Path, body: dict[str, Any]) -> tuple[Path, Path, Path]:
