@@ -43,9 +43,11 @@ class HashAlgorithm(StrEnum):
     SHA512 = "sha512"
 
     def cryptography_hash(self) -> hashes.HashAlgorithm:
-        return {"sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}[
-            self.value
-        ]()
+        if self is HashAlgorithm.SHA256:
+            return hashes.SHA256()
+        if self is HashAlgorithm.SHA384:
+            return hashes.SHA384()
+        return hashes.SHA512()
 
     @property
     def digest_size(self) -> int:

@@ -30,8 +30,7 @@ def _client() -> Client:
 
 
 def _json(body: dict[str, Any], status: int = 200, **headers: str) -> Response:
-    return Response(json.dumps(body), status=status, mimetype="application/json",
-                    headers=headers)
+    return Response(json.dumps(body), status=status, mimetype="application/json", headers=headers)
 
 
 def _string(data: dict[str, Any], key: str, *, required: bool = True) -> str | None:
@@ -78,7 +77,8 @@ def _record_body(record: CertificateRecord) -> dict[str, Any]:
             "revoked_at": record.revoked_at.isoformat(),
             "reason": record.revocation_reason,
             "invalidity_date": record.invalidity_date.isoformat()
-            if record.invalidity_date else None,
+            if record.invalidity_date
+            else None,
         }
     return body
 
@@ -97,8 +97,7 @@ def issue() -> Response:
         csr_pem=_string(data, "csr", required=False),
         now=_now(),
     )
-    return _json(_issued_body(issued), 201,
-                 Location=f"/ca/api/v1/certificates/{issued.serial}")
+    return _json(_issued_body(issued), 201, Location=f"/ca/api/v1/certificates/{issued.serial}")
 
 
 @bp.get("/certificates/<serial>")
@@ -109,8 +108,11 @@ def fetch(serial: str) -> Response:
     if accept.best_match([PKIX_CERT, "application/json"]) == PKIX_CERT and accept[PKIX_CERT]:
         if record.certificate is None:
             raise SceauError(ErrorKind.NOT_FOUND, "certificate not available")
-        return Response(record.certificate, mimetype=PKIX_CERT, headers={
-            "Content-Disposition": f'attachment; filename="{record.serial}.crt"'})
+        return Response(
+            record.certificate,
+            mimetype=PKIX_CERT,
+            headers={"Content-Disposition": f'attachment; filename="{record.serial}.crt"'},
+        )
     return _json(_record_body(record))
 
 

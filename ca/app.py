@@ -17,14 +17,15 @@ def create_app(config: SceauConfig | None = None, ctx: ServiceContext | None = N
     ctx = ctx or ServiceContext.open(config)
     app = Flask(__name__)
     ctx.attach(app)
-    install_common(app, "ca", max_body_bytes=ctx.config.service.max_body_bytes,
-                   schema=ctx.schema())
+    install_common(app, "ca", max_body_bytes=ctx.config.service.max_body_bytes, schema=ctx.schema())
     app.register_blueprint(api.bp)
 
     @app.get("/ca/openapi.json")
     def openapi() -> Response:
-        document = openapi_document(context().config.service.base_url,
-                                    [p.id for p in context().profiles.subscriber_profiles()])
+        document = openapi_document(
+            context().config.service.base_url,
+            [p.id for p in context().profiles.subscriber_profiles()],
+        )
         return Response(json.dumps(document, indent=1), mimetype="application/json")
 
     return app

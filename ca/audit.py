@@ -33,8 +33,9 @@ def _canonical(seq: int, at: datetime, actor: str, action: str, details: dict[st
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def chain_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str,
-               details: dict[str, Any]) -> str:
+def chain_hash(
+    prev_hash: str, seq: int, at: datetime, actor: str, action: str, details: dict[str, Any]
+) -> str:
     digest = hashlib.sha256(bytes.fromhex(prev_hash))
     digest.update(_canonical(seq, at, actor, action, details))
     return digest.hexdigest()
@@ -46,8 +47,9 @@ def ensure_head(session: Session) -> None:
         session.flush()
 
 
-def append(session: Session, *, actor: str, action: str, details: dict[str, Any],
-           at: datetime) -> AuditEvent:
+def append(
+    session: Session, *, actor: str, action: str, details: dict[str, Any], at: datetime
+) -> AuditEvent:
     """Append one event in the session's transaction.
 
     The head row is updated before it is read: the UPDATE takes the lock (a row lock on
@@ -59,8 +61,9 @@ def append(session: Session, *, actor: str, action: str, details: dict[str, Any]
     seq, prev = head.seq, head.hash
     details = json.loads(json.dumps(details))  # what the JSON column will give back
     digest = chain_hash(prev, seq, at, actor, action, details)
-    event = AuditEvent(seq=seq, at=at, actor=actor, action=action, details=details,
-                       prev_hash=prev, hash=digest)
+    event = AuditEvent(
+        seq=seq, at=at, actor=actor, action=action, details=details, prev_hash=prev, hash=digest
+    )
     session.add(event)
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=digest))
     return event
@@ -78,7 +81,10 @@ def verify_chain(session: Session, batch: int = 5000) -> tuple[int, ChainBreak |
     last_seq = 0
     while True:
         rows = session.scalars(
-            select(AuditEvent).where(AuditEvent.seq > last_seq).order_by(AuditEvent.seq).limit(batch)
+            select(AuditEvent)
+            .where(AuditEvent.seq > last_seq)
+            .order_by(AuditEvent.seq)
+            .limit(batch)
         ).all()
         if not rows:
             break

@@ -78,7 +78,9 @@ def serial_hex(serial: int) -> str:
 
 
 class CertificateAuthority:
-    def __init__(self, config: SceauConfig, db: Database, keys: KeyStore, profiles: ProfileSet) -> None:
+    def __init__(
+        self, config: SceauConfig, db: Database, keys: KeyStore, profiles: ProfileSet
+    ) -> None:
         self.config = config
         self.db = db
         self.keys = keys
@@ -89,8 +91,9 @@ class CertificateAuthority:
 
     # -- issuance -----------------------------------------------------------------------
 
-    def issue(self, client: Client, profile_id: str, proof_id: str, csr_pem: str | None,
-              *, now: datetime) -> IssuedCertificate:
+    def issue(
+        self, client: Client, profile_id: str, proof_id: str, csr_pem: str | None, *, now: datetime
+    ) -> IssuedCertificate:
         now = now.replace(microsecond=0)
         # 1. Authorize the caller for the profile.
         profile = self.profiles.get(profile_id)
@@ -98,14 +101,18 @@ class CertificateAuthority:
         # 2. The subject key: a CSR proves possession; HSM keys come with remote signing.
         if csr_pem is None:
             if KeyOrigin.HSM in profile.key_origins:
-                raise SceauError(ErrorKind.NOT_IMPLEMENTED,
-                                 f"profile {profile.id}: keys generated in the HSM arrive with "
-                                 "remote signing, not yet available; send a csr")
+                raise SceauError(
+                    ErrorKind.NOT_IMPLEMENTED,
+                    f"profile {profile.id}: keys generated in the HSM arrive with "
+                    "remote signing, not yet available; send a csr",
+                )
             raise SceauError(ErrorKind.INVALID, "csr is required")
         if KeyOrigin.CSR not in profile.key_origins:
-            raise SceauError(ErrorKind.INVALID,
-                             f"profile {profile.id} accepts only keys generated in our HSM "
-                             "(QSCD, sole control); omit the csr")
+            raise SceauError(
+                ErrorKind.INVALID,
+                f"profile {profile.id} accepts only keys generated in our HSM "
+                "(QSCD, sole control); omit the csr",
+            )
         key = check_csr(csr_pem, profile)
         # 3. The identity proof: the client's own, verified, unexpired, accepted by the profile.
         proof = self._usable_proof(client, profile, proof_id, now)
@@ -124,7 +131,8 @@ class CertificateAuthority:
                     policy_oids=profile.policy_oid_list(self.config.ca.policy_arc),
                     issuer=issuer.info,
                     subject_alt_emails=subject_emails(proof.subject)
-                    if profile.subject_kind is SubjectKind.NATURAL else (),
+                    if profile.subject_kind is SubjectKind.NATURAL
+                    else (),
                 ),
                 self.urls,
             )
@@ -136,97 +144,167 @@ class CertificateAuthority:
             except IntegrityError:
                 continue  # a 159-bit collision: draw again
             # 6. Sign in the HSM. 7. Store as issued and audit, in one transaction.
-            return self._sign_and_store(row_id, client, profile, issuer, proof.id, serial,
-                                        tbs, tbs_der, now)
+            return self._sign_and_store(
+                row_id, client, profile, issuer, proof.id, serial, tbs, tbs_der, now
+            )
         raise SceauError(ErrorKind.CONFLICT, "could not reserve a unique serial number")
 
-    def _usable_proof(self, client: Client, profile: Profile, proof_id: str,
-                      now: datetime) -> IdentityProof:
+    def _usable_proof(
+        self, client: Client, profile: Profile, proof_id: str, now: datetime
+    ) -> IdentityProof:
         with self.db.read() as session:
             proof = session.get(IdentityProof, proof_id)
         if proof is None or proof.client_id != client.id:
             raise SceauError(ErrorKind.NOT_FOUND, f"no identity proof {proof_id!r} for this client")
         if proof.status != "verified":
-            raise SceauError(ErrorKind.PROOF_NOT_USABLE,
-                             f"identity proof {proof.id} is {proof.status}, not verified")
+            raise SceauError(
+                ErrorKind.PROOF_NOT_USABLE,
+                f"identity proof {proof.id} is {proof.status}, not verified",
+            )
         if proof.usable_until is None or proof.usable_until <= now:
             raise SceauError(ErrorKind.PROOF_NOT_USABLE, f"identity proof {proof.id} has expired")
         if proof.subject_kind != profile.subject_kind:
-            raise SceauError(ErrorKind.PROOF_NOT_USABLE,
-                             f"profile {profile.id} is for a {profile.subject_kind} person, the "
-                             f"proof for a {proof.subject_kind} one")
+            raise SceauError(
+                ErrorKind.PROOF_NOT_USABLE,
+                f"profile {profile.id} is for a {profile.subject_kind} person, the "
+                f"proof for a {proof.subject_kind} one",
+            )
         if ProofMethod(proof.method) not in profile.identity_methods:
-            raise SceauError(ErrorKind.PROOF_NOT_USABLE,
-                             f"profile {profile.id} does not accept {proof.method} identity proofs")
+            raise SceauError(
+                ErrorKind.PROOF_NOT_USABLE,
+                f"profile {profile.id} does not accept {proof.method} identity proofs",
+            )
         approvers = {a["by"] for a in proof.approvals}
         if proof.method != ProofMethod.DELEGATED and len(approvers) < profile.approvals_required:
-            raise SceauError(ErrorKind.PROOF_NOT_USABLE,
-                             f"profile {profile.id} needs {profile.approvals_required} officer "
-                             f"approvals, the proof has {len(approvers)}")
+            raise SceauError(
+                ErrorKind.PROOF_NOT_USABLE,
+                f"profile {profile.id} needs {profile.approvals_required} officer "
+                f"approvals, the proof has {len(approvers)}",
+            )
         return proof
 
-    def _lint_or_refuse(self, tbs_der: bytes, profile: Profile, client: Client, proof_id: str,
-                        now: datetime) -> None:
+    def _lint_or_refuse(
+        self, tbs_der: bytes, profile: Profile, client: Client, proof_id: str, now: datetime
+    ) -> None:
         findings = lint_tbs(tbs_der, profile, self._accepted_findings)
         if not findings:
             return
         with self.db.write() as session:
-            audit.append(session, actor=client.actor, action="certificate.refused", at=now,
-                         details={"profile": profile.id, "proof": proof_id,
-                                  "findings": [str(f) for f in findings]})
+            audit.append(
+                session,
+                actor=client.actor,
+                action="certificate.refused",
+                at=now,
+                details={
+                    "profile": profile.id,
+                    "proof": proof_id,
+                    "findings": [str(f) for f in findings],
+                },
+            )
         metrics.ISSUANCE_REFUSED.labels(profile=profile.id).inc()
-        raise SceauError(ErrorKind.LINT_FAILED,
-                         "the certificate would break its profile's rules: "
-                         + "; ".join(str(f) for f in findings))
+        raise SceauError(
+            ErrorKind.LINT_FAILED,
+            "the certificate would break its profile's rules: "
+            + "; ".join(str(f) for f in findings),
+        )
 
-    def _reserve(self, client: Client, profile: Profile, issuer: LoadedIssuer, proof_id: str,
-                 serial: int, tbs: ax509.TbsCertificate, tbs_der: bytes, now: datetime) -> int:
+    def _reserve(
+        self,
+        client: Client,
+        profile: Profile,
+        issuer: LoadedIssuer,
+        proof_id: str,
+        serial: int,
+        tbs: ax509.TbsCertificate,
+        tbs_der: bytes,
+        now: datetime,
+    ) -> int:
         validity = tbs["validity"]
         with self.db.write() as session:
             row = Certificate(
-                issuer_id=issuer.id, serial=serial_hex(serial), profile=profile.id,
-                status="reserved", proof_id=proof_id, client_id=client.id,
-                subject=tbs["subject"].human_friendly, tbs=tbs_der, der=None,
-                not_before=validity["not_before"].native, not_after=validity["not_after"].native,
+                issuer_id=issuer.id,
+                serial=serial_hex(serial),
+                profile=profile.id,
+                status="reserved",
+                proof_id=proof_id,
+                client_id=client.id,
+                subject=tbs["subject"].human_friendly,
+                tbs=tbs_der,
+                der=None,
+                not_before=validity["not_before"].native,
+                not_after=validity["not_after"].native,
                 created_at=now,
             )
             session.add(row)
             session.flush()
             return row.id
 
-    def _sign_and_store(self, row_id: int, client: Client, profile: Profile, issuer: LoadedIssuer,
-                        proof_id: str, serial: int, tbs: ax509.TbsCertificate, tbs_der: bytes,
-                        now: datetime) -> IssuedCertificate:
+    def _sign_and_store(
+        self,
+        row_id: int,
+        client: Client,
+        profile: Profile,
+        issuer: LoadedIssuer,
+        proof_id: str,
+        serial: int,
+        tbs: ax509.TbsCertificate,
+        tbs_der: bytes,
+        now: datetime,
+    ) -> IssuedCertificate:
         try:
             signature = self.keys.sign(issuer.key_label, tbs_der, issuer.info.scheme)
         except SceauError:
             with self.db.write() as session:
-                session.execute(update(Certificate).where(Certificate.id == row_id)
-                                .values(status="failed"))
-                audit.append(session, actor=client.actor, action="certificate.failed", at=now,
-                             details={"serial": serial_hex(serial), "issuer": issuer.id,
-                                      "reason": "HSM signature failed"})
+                session.execute(
+                    update(Certificate).where(Certificate.id == row_id).values(status="failed")
+                )
+                audit.append(
+                    session,
+                    actor=client.actor,
+                    action="certificate.failed",
+                    at=now,
+                    details={
+                        "serial": serial_hex(serial),
+                        "issuer": issuer.id,
+                        "reason": "HSM signature failed",
+                    },
+                )
             raise
         der = assemble(tbs_der, issuer.info.scheme, signature)
         not_before = tbs["validity"]["not_before"].native
         not_after = tbs["validity"]["not_after"].native
         with self.db.write() as session:
-            session.execute(update(Certificate).where(Certificate.id == row_id)
-                            .values(status="issued", der=der))
+            session.execute(
+                update(Certificate).where(Certificate.id == row_id).values(status="issued", der=der)
+            )
             # EN 319 411-1 OVR-6.4.6-01: keep the registration record 7 years past the
             # expiry of the last certificate that relies on it.
             proof = session.get(IdentityProof, proof_id)
             if proof is not None and proof.retain_until < not_after + RETENTION:
                 proof.retain_until = not_after + RETENTION
-            audit.append(session, actor=client.actor, action="certificate.issued", at=now,
-                         details={"serial": serial_hex(serial), "issuer": issuer.id,
-                                  "profile": profile.id, "proof": proof_id,
-                                  "subject": tbs["subject"].human_friendly,
-                                  "not_after": not_after.isoformat()})
+            audit.append(
+                session,
+                actor=client.actor,
+                action="certificate.issued",
+                at=now,
+                details={
+                    "serial": serial_hex(serial),
+                    "issuer": issuer.id,
+                    "profile": profile.id,
+                    "proof": proof_id,
+                    "subject": tbs["subject"].human_friendly,
+                    "not_after": not_after.isoformat(),
+                },
+            )
         metrics.CERTIFICATES_ISSUED.labels(profile=profile.id).inc()
         return IssuedCertificate(
-            serial=serial_hex(serial), issuer=issuer.id, profile=profile.id, certificate=der,
-            chain=self.issuers.chain(issuer.id), not_before=not_before, not_after=not_after,
+            serial=serial_hex(serial),
+            issuer=issuer.id,
+            profile=profile.id,
+            certificate=der,
+            chain=self.issuers.chain(issuer.id),
+            not_before=not_before,
+            not_after=not_after,
         )
 
     # -- lookup and revocation --------------------------------------------------------------
@@ -234,8 +312,9 @@ class CertificateAuthority:
     def _row(self, session: Any, client: Client, serial: str) -> Certificate:
         serial = _normalise_serial(serial)
         row = session.scalars(
-            select(Certificate).where(Certificate.serial == serial,
-                                      Certificate.client_id == client.id)
+            select(Certificate).where(
+                Certificate.serial == serial, Certificate.client_id == client.id
+            )
         ).first()
         if row is None or row.status in {"reserved", "failed"}:
             raise SceauError(ErrorKind.NOT_FOUND, f"no certificate with serial {serial}")
@@ -245,30 +324,47 @@ class CertificateAuthority:
         with self.db.read() as session:
             return _record(self._row(session, client, serial))
 
-    def revoke(self, client: Client, serial: str, reason: str, invalidity_date: datetime | None,
-               *, now: datetime) -> CertificateRecord:
+    def revoke(
+        self,
+        client: Client,
+        serial: str,
+        reason: str,
+        invalidity_date: datetime | None,
+        *,
+        now: datetime,
+    ) -> CertificateRecord:
         if reason not in REVOCATION_REASONS:
-            raise SceauError(ErrorKind.INVALID,
-                             f"reason must be one of {', '.join(REVOCATION_REASONS)}")
+            raise SceauError(
+                ErrorKind.INVALID, f"reason must be one of {', '.join(REVOCATION_REASONS)}"
+            )
         if invalidity_date is not None and invalidity_date > now:
             raise SceauError(ErrorKind.INVALID, "invalidity_date may not be in the future")
         with self.db.write() as session:
             row = self._row(session, client, serial)
             if row.status == "revoked":
-                raise SceauError(ErrorKind.CONFLICT,
-                                 f"certificate {row.serial} was revoked at "
-                                 f"{row.revoked_at.isoformat() if row.revoked_at else '?'}")
+                raise SceauError(
+                    ErrorKind.CONFLICT,
+                    f"certificate {row.serial} was revoked at "
+                    f"{row.revoked_at.isoformat() if row.revoked_at else '?'}",
+                )
             if row.not_after <= now:
                 raise SceauError(ErrorKind.CONFLICT, f"certificate {row.serial} has expired")
             row.status = "revoked"
             row.revoked_at = now
             row.revocation_reason = reason
             row.invalidity_date = invalidity_date
-            audit.append(session, actor=client.actor, action="certificate.revoked", at=now,
-                         details={"serial": row.serial, "issuer": row.issuer_id,
-                                  "reason": reason,
-                                  "invalidity_date": invalidity_date.isoformat()
-                                  if invalidity_date else None})
+            audit.append(
+                session,
+                actor=client.actor,
+                action="certificate.revoked",
+                at=now,
+                details={
+                    "serial": row.serial,
+                    "issuer": row.issuer_id,
+                    "reason": reason,
+                    "invalidity_date": invalidity_date.isoformat() if invalidity_date else None,
+                },
+            )
             record = _record(row)
         metrics.CERTIFICATES_REVOKED.labels(profile=record.profile).inc()
         return record
@@ -283,9 +379,16 @@ def _normalise_serial(serial: str) -> str:
 
 def _record(row: Certificate) -> CertificateRecord:
     return CertificateRecord(
-        serial=row.serial, issuer=row.issuer_id, profile=row.profile, status=row.status,
-        subject=row.subject, certificate=row.der, not_before=row.not_before,
-        not_after=row.not_after, revoked_at=row.revoked_at,
-        revocation_reason=row.revocation_reason, invalidity_date=row.invalidity_date,
+        serial=row.serial,
+        issuer=row.issuer_id,
+        profile=row.profile,
+        status=row.status,
+        subject=row.subject,
+        certificate=row.der,
+        not_before=row.not_before,
+        not_after=row.not_after,
+        revoked_at=row.revoked_at,
+        revocation_reason=row.revocation_reason,
+        invalidity_date=row.invalidity_date,
         proof_id=row.proof_id,
     )

@@ -53,8 +53,15 @@ def _issuing_policies(profiles: ProfileSet, issuer_id: str, arc: str) -> list[st
     return oids
 
 
-def run_ceremony(config: SceauConfig, db: Database, keys: KeyStore, profiles: ProfileSet,
-                 *, now: datetime, actor: str) -> list[str]:
+def run_ceremony(
+    config: SceauConfig,
+    db: Database,
+    keys: KeyStore,
+    profiles: ProfileSet,
+    *,
+    now: datetime,
+    actor: str,
+) -> list[str]:
     """Create every missing CA; return what was done, one line per step."""
     done: list[str] = []
     urls = Urls(config.service.base_url.rstrip("/"), config.service.documents_base)
@@ -71,26 +78,36 @@ def run_ceremony(config: SceauConfig, db: Database, keys: KeyStore, profiles: Pr
         (algorithm,) = profile.key_algorithms
         label = ca_key_label(issuer_id)
         # A key left by an interrupted ceremony is reused: it never left the token.
-        public_key = keys.public_key(label) if keys.has_key(label) else keys.generate(label, algorithm)
+        public_key = (
+            keys.public_key(label) if keys.has_key(label) else keys.generate(label, algorithm)
+        )
         done.append(f"key {label} ({algorithm}) in token {config.hsm.token_label}")
         parent = None if profile.kind is ProfileKind.ROOT else registry.get("root")
         spki = public_key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         subject = ca_subject(config, profile)
-        policies = ([] if parent is None else
-                    _issuing_policies(profiles, issuer_id, config.ca.policy_arc))
+        policies = (
+            [] if parent is None else _issuing_policies(profiles, issuer_id, config.ca.policy_arc)
+        )
         tbs = build_tbs(
-            TbsRequest(profile=profile, subject=subject, spki_der=spki,
-                       serial=x509.random_serial_number(), not_before=now,
-                       policy_oids=policies, issuer=parent.info if parent else None),
+            TbsRequest(
+                profile=profile,
+                subject=subject,
+                spki_der=spki,
+                serial=x509.random_serial_number(),
+                not_before=now,
+                policy_oids=policies,
+                issuer=parent.info if parent else None,
+            ),
             urls,
         )
         tbs_der = bytes(tbs.dump())
         findings = lint_tbs(tbs_der, profile, frozenset(config.lint.accept_findings))
         if findings:
-            raise ConfigError(f"CA certificate {issuer_id} fails lint: "
-                              + "; ".join(map(str, findings)))
+            raise ConfigError(
+                f"CA certificate {issuer_id} fails lint: " + "; ".join(map(str, findings))
+            )
         scheme = parent.info.scheme if parent else default_scheme(algorithm)
         signer = parent.key_label if parent else label
         der = assemble(tbs_der, scheme, keys.sign(signer, tbs_der, scheme))
@@ -104,10 +121,19 @@ def run_ceremony(config: SceauConfig, db: Database, keys: KeyStore, profiles: Pr
             row.parent_id = parent.id if parent else None
             row.created_at = now
             session.merge(row)
-            audit.append(session, actor=actor, action="ca.created", at=now,
-                         details={"issuer": issuer_id, "key_label": label,
-                                  "algorithm": algorithm.value, "subject": subject.human_friendly,
-                                  "serial": format(tbs["serial_number"].native, "x")})
+            audit.append(
+                session,
+                actor=actor,
+                action="ca.created",
+                at=now,
+                details={
+                    "issuer": issuer_id,
+                    "key_label": label,
+                    "algorithm": algorithm.value,
+                    "subject": subject.human_friendly,
+                    "serial": format(tbs["serial_number"].native, "x"),
+                },
+            )
         registry.reload()
         done.append(f"certificate for {issuer_id}: {subject.human_friendly}")
     return done

@@ -17,7 +17,7 @@ from ca.profiles import ProfileSet
 from ca.store.db import Database
 from ca.store.models import ApiClient
 
-TOKEN_PREFIX = "sceau_"
+TOKEN_PREFIX = "sceau_"  # noqa: S105 - a prefix that makes leaked tokens greppable
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,12 @@ def _hash(token: str) -> str:
 
 
 def create_client(
-    db: Database, profiles: ProfileSet, name: str, profile_ids: list[str], *, now: datetime,
+    db: Database,
+    profiles: ProfileSet,
+    name: str,
+    profile_ids: list[str],
+    *,
+    now: datetime,
     actor: str,
 ) -> str:
     """Create a client; return its token, which is shown once and never stored."""
@@ -55,12 +60,21 @@ def create_client(
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     try:
         with db.write() as session:
-            client = ApiClient(name=name, token_hash=_hash(token),
-                               profiles=sorted(set(profile_ids)), created_at=now)
+            client = ApiClient(
+                name=name,
+                token_hash=_hash(token),
+                profiles=sorted(set(profile_ids)),
+                created_at=now,
+            )
             session.add(client)
             session.flush()
-            audit.append(session, actor=actor, action="client.created", at=now,
-                         details={"client": name, "profiles": sorted(set(profile_ids))})
+            audit.append(
+                session,
+                actor=actor,
+                action="client.created",
+                at=now,
+                details={"client": name, "profiles": sorted(set(profile_ids))},
+            )
     except IntegrityError as exc:
         raise SceauError(ErrorKind.CONFLICT, f"a client named {name!r} exists already") from exc
     return token

@@ -50,7 +50,7 @@ class DatabaseConfig:
 @dataclass(frozen=True)
 class HsmSection:
     module: str = ""
-    token_label: str = "sceau"
+    token_label: str = "sceau"  # noqa: S105 - a label, not a secret
     # Set only for the development SoftHSM2 token: its configuration file (tokendir).
     softhsm_conf: str = ""
 
@@ -102,8 +102,9 @@ def _section(cls: type[Any], raw: dict[str, Any], name: str) -> Any:
         if key not in known:
             raise ConfigError(f"{CONFIG_FILE}: unknown key {key!r} in [{name}]")
     values: dict[str, Any] = {}
-    for key, value in data.items():
+    for key, raw_value in data.items():
         default = known[key].default
+        value = raw_value
         if isinstance(default, tuple):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{CONFIG_FILE}: [{name}] {key} must be a list of strings")

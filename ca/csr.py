@@ -34,9 +34,13 @@ def check_csr(csr_pem: str, profile: Profile) -> CheckedKey:
     except (ValueError, TypeError, UnicodeEncodeError, x509.UnsupportedGeneralNameType) as exc:
         raise SceauError(ErrorKind.BAD_CSR, "csr is not a PEM PKCS#10 request") from exc
     except Exception as exc:  # cryptography raises UnsupportedAlgorithm for odd keys/signatures
-        raise SceauError(ErrorKind.BAD_CSR, f"CSR cannot be processed: {type(exc).__name__}") from exc
+        raise SceauError(
+            ErrorKind.BAD_CSR, f"CSR cannot be processed: {type(exc).__name__}"
+        ) from exc
     if not signature_ok:
-        raise SceauError(ErrorKind.BAD_CSR, "CSR signature does not verify (no proof of possession)")
+        raise SceauError(
+            ErrorKind.BAD_CSR, "CSR signature does not verify (no proof of possession)"
+        )
     if hash_algorithm is None or isinstance(hash_algorithm, WEAK_HASHES):
         raise SceauError(ErrorKind.BAD_CSR, "CSR signed with a weak or no hash algorithm")
     algorithm = key_algorithm_of(public_key)
@@ -48,7 +52,9 @@ def check_csr(csr_pem: str, profile: Profile) -> CheckedKey:
         )
     if algorithm not in profile.key_algorithms:
         allowed = ", ".join(sorted(profile.key_algorithms))
-        raise SceauError(ErrorKind.BAD_KEY, f"profile {profile.id} accepts {allowed}, not {algorithm}")
+        raise SceauError(
+            ErrorKind.BAD_KEY, f"profile {profile.id} accepts {allowed}, not {algorithm}"
+        )
     if isinstance(public_key, rsa.RSAPublicKey):
         e = public_key.public_numbers().e
         # TS 119 312: odd exponent, 2^16 < e < 2^256.

@@ -57,7 +57,9 @@ class IssuerRegistry:
         try:
             return self._cache[issuer_id]
         except KeyError:
-            raise ConfigError(f"issuer {issuer_id!r} has no certificate: run `sceau init`") from None
+            raise ConfigError(
+                f"issuer {issuer_id!r} has no certificate: run `sceau init`"
+            ) from None
 
     def find(self, issuer_id: str) -> LoadedIssuer:
         """Like get, for ids that come from a request: unknown is the caller's error."""

@@ -6,12 +6,16 @@ REQUESTS = Counter(
     "sceau_http_requests_total", "HTTP requests", ["service", "endpoint", "method", "status"]
 )
 LATENCY = Histogram(
-    "sceau_http_request_seconds", "HTTP request latency", ["service", "endpoint"],
+    "sceau_http_request_seconds",
+    "HTTP request latency",
+    ["service", "endpoint"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 ERRORS = Counter("sceau_http_errors_total", "Problem answers by kind", ["service", "kind"])
 CERTIFICATES_ISSUED = Counter("sceau_certificates_issued_total", "Certificates issued", ["profile"])
-CERTIFICATES_REVOKED = Counter("sceau_certificates_revoked_total", "Certificates revoked", ["profile"])
+CERTIFICATES_REVOKED = Counter(
+    "sceau_certificates_revoked_total", "Certificates revoked", ["profile"]
+)
 ISSUANCE_REFUSED = Counter(
     "sceau_issuance_refused_total", "Issuances refused by pre-issuance lint", ["profile"]
 )

@@ -35,49 +35,75 @@ def _string(**extra: Any) -> dict[str, Any]:
 def _schemas(profiles: list[str]) -> dict[str, Any]:
     date_time = _string(format="date-time")
     natural = {
-        "type": "object", "additionalProperties": False,
+        "type": "object",
+        "additionalProperties": False,
         "required": ["given_name", "surname", "country"],
-        "properties": {"given_name": _string(maxLength=128), "surname": _string(maxLength=128),
-                       "email": _string(format="email"), "country": _string(pattern="^[A-Z]{2}$")},
+        "properties": {
+            "given_name": _string(maxLength=128),
+            "surname": _string(maxLength=128),
+            "email": _string(format="email"),
+            "country": _string(pattern="^[A-Z]{2}$"),
+        },
     }
     legal = {
-        "type": "object", "additionalProperties": False,
+        "type": "object",
+        "additionalProperties": False,
         "required": ["organization_name", "organization_identifier", "country"],
         "properties": {
             "organization_name": _string(maxLength=128, description="full registered name"),
             "organization_identifier": _string(
                 pattern="^(VAT|NTR|PSD|LEI)[A-Z]{2}-.+$",
-                description="EN 319 412-1 5.1.4, e.g. NTRFR-<SIREN>; check digits verified"),
+                description="EN 319 412-1 5.1.4, e.g. NTRFR-<SIREN>; check digits verified",
+            ),
             "common_name": _string(maxLength=128, description="defaults to organization_name"),
-            "email": _string(format="email"), "country": _string(pattern="^[A-Z]{2}$")},
+            "email": _string(format="email"),
+            "country": _string(pattern="^[A-Z]{2}$"),
+        },
     }
     return {
         "IdentityProofRequest": {
-            "type": "object", "additionalProperties": False,
+            "type": "object",
+            "additionalProperties": False,
             "required": ["subject_kind", "method", "subject", "document"],
             "properties": {
                 "subject_kind": {"enum": ["natural", "legal"]},
-                "method": {"enum": [m.value for m in ProofMethod],
-                           "description": "delegated: the platform vouches (verified at once "
-                           "when one of its profiles accepts it); others wait for an officer"},
+                "method": {
+                    "enum": [m.value for m in ProofMethod],
+                    "description": "delegated: the platform vouches (verified at once "
+                    "when one of its profiles accepts it); others wait for an officer",
+                },
                 "subject": {"oneOf": [natural, legal]},
                 "document": {
-                    "type": "object", "additionalProperties": False,
+                    "type": "object",
+                    "additionalProperties": False,
                     "required": ["type", "number", "issuing_country", "expires_on"],
-                    "properties": {"type": {"enum": list(DOCUMENT_TYPES)},
-                                   "number": _string(maxLength=128),
-                                   "issuing_country": _string(pattern="^[A-Z]{2}$"),
-                                   "expires_on": _string(format="date")},
+                    "properties": {
+                        "type": {"enum": list(DOCUMENT_TYPES)},
+                        "number": _string(maxLength=128),
+                        "issuing_country": _string(pattern="^[A-Z]{2}$"),
+                        "expires_on": _string(format="date"),
+                    },
                 },
             },
         },
         "IdentityProof": {
             "type": "object",
-            "required": ["id", "status", "subject_kind", "method", "subject", "document",
-                         "created_at", "verified_at", "usable_until"],
+            "required": [
+                "id",
+                "status",
+                "subject_kind",
+                "method",
+                "subject",
+                "document",
+                "created_at",
+                "verified_at",
+                "usable_until",
+            ],
             "properties": {
-                "id": _string(), "status": {"enum": ["pending", "verified", "rejected"]},
-                "subject_kind": {"enum": ["natural", "legal"]}, "method": _string(),
+                "id": _string(),
+                "status": {"enum": ["pending", "verified", "rejected"]},
+                "subject_kind": {"enum": ["natural", "legal"]},
+                "method": _string(),
                 "subject": {"type": "object"},
                 "document": {"type": "object", "description": "without the document number"},
                 "created_at": date_time,
@@ -86,98 +112,176 @@ def _schemas(profiles: list[str]) -> dict[str, Any]:
             },
         },
         "CertificateRequest": {
-            "type": "object", "additionalProperties": False,
+            "type": "object",
+            "additionalProperties": False,
             "required": ["profile", "identity_proof"],
             "properties": {
                 "profile": {"enum": profiles},
                 "identity_proof": _string(description="id of a verified identity proof"),
-                "csr": _string(description="PEM PKCS#10; its signature proves possession, "
-                               "its subject is ignored (the subject comes from the proof)"),
+                "csr": _string(
+                    description="PEM PKCS#10; its signature proves possession, "
+                    "its subject is ignored (the subject comes from the proof)"
+                ),
             },
         },
         "Certificate": {
             "type": "object",
-            "required": ["serial", "issuer", "profile", "status", "not_before", "not_after",
-                         "certificate", "chain"],
+            "required": [
+                "serial",
+                "issuer",
+                "profile",
+                "status",
+                "not_before",
+                "not_after",
+                "certificate",
+                "chain",
+            ],
             "properties": {
                 "serial": _string(pattern="^[0-9a-f]{1,40}$", description="hexadecimal"),
-                "issuer": _string(), "profile": _string(),
+                "issuer": _string(),
+                "profile": _string(),
                 "status": {"enum": ["issued", "revoked"]},
-                "subject": _string(), "identity_proof": _string(),
-                "not_before": date_time, "not_after": date_time,
+                "subject": _string(),
+                "identity_proof": _string(),
+                "not_before": date_time,
+                "not_after": date_time,
                 "certificate": _string(description="PEM"),
-                "chain": {"type": "array", "items": _string(description="PEM"),
-                          "description": "issuing CA first, root last"},
-                "revocation": {"type": "object", "properties": {
-                    "revoked_at": date_time, "reason": _string(),
-                    "invalidity_date": {"oneOf": [date_time, {"type": "null"}]}}},
+                "chain": {
+                    "type": "array",
+                    "items": _string(description="PEM"),
+                    "description": "issuing CA first, root last",
+                },
+                "revocation": {
+                    "type": "object",
+                    "properties": {
+                        "revoked_at": date_time,
+                        "reason": _string(),
+                        "invalidity_date": {"oneOf": [date_time, {"type": "null"}]},
+                    },
+                },
             },
         },
         "RevocationRequest": {
-            "type": "object", "additionalProperties": False,
+            "type": "object",
+            "additionalProperties": False,
             "properties": {
-                "reason": {"enum": list(REVOCATION_REASONS), "default": "unspecified",
-                           "description": "RFC 5280 CRLReason"},
+                "reason": {
+                    "enum": list(REVOCATION_REASONS),
+                    "default": "unspecified",
+                    "description": "RFC 5280 CRLReason",
+                },
                 "invalidity_date": date_time,
             },
         },
         "Problem": {
-            "type": "object", "description": "RFC 9457 problem details",
+            "type": "object",
+            "description": "RFC 9457 problem details",
             "required": ["type", "title", "status", "detail"],
-            "properties": {"type": _string(format="uri"), "title": _string(),
-                           "status": {"type": "integer"}, "detail": _string(),
-                           "request_id": _string()},
+            "properties": {
+                "type": _string(format="uri"),
+                "title": _string(),
+                "status": {"type": "integer"},
+                "detail": _string(),
+                "request_id": _string(),
+            },
         },
     }
 
 
 def openapi_document(base_url: str, profiles: list[str]) -> dict[str, Any]:
-    serial = {"name": "serial", "in": "path", "required": True,
-              "schema": _string(pattern="^[0-9a-fA-F:]{1,60}$")}
+    serial = {
+        "name": "serial",
+        "in": "path",
+        "required": True,
+        "schema": _string(pattern="^[0-9a-fA-F:]{1,60}$"),
+    }
     proof_id = {"name": "proof_id", "in": "path", "required": True, "schema": _string()}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Sceau platform API", "version": __version__,
-                 "description": "Identity proofs and certificates for signing platforms."},
+        "info": {
+            "title": "Sceau platform API",
+            "version": __version__,
+            "description": "Identity proofs and certificates for signing platforms.",
+        },
         "servers": [{"url": base_url}],
         "security": [{"bearer": []}],
         "paths": {
-            "/ra/api/v1/identity-proofs": {"post": {
-                "summary": "Record an identity proof",
-                "requestBody": _json_body("#/components/schemas/IdentityProofRequest"),
-                "responses": {"201": _json_response("created",
-                                                    "#/components/schemas/IdentityProof"),
-                              **_problems(400, 401, 403, 413, 415, 422)}}},
-            "/ra/api/v1/identity-proofs/{proof_id}": {"get": {
-                "summary": "Read one of the client's identity proofs",
-                "parameters": [proof_id],
-                "responses": {"200": _json_response("the proof",
-                                                    "#/components/schemas/IdentityProof"),
-                              **_problems(401, 404)}}},
-            "/ca/api/v1/certificates": {"post": {
-                "summary": "Issue a certificate for a verified identity proof",
-                "requestBody": _json_body("#/components/schemas/CertificateRequest"),
-                "responses": {"201": _json_response("issued", "#/components/schemas/Certificate"),
-                              **_problems(400, 401, 403, 404, 409, 413, 415, 422, 501, 503)}}},
-            "/ca/api/v1/certificates/{serial}": {"get": {
-                "summary": "Fetch a certificate (JSON, or DER with Accept: application/pkix-cert)",
-                "parameters": [serial],
-                "responses": {"200": {"description": "the certificate", "content": {
-                    _JSON: {"schema": {"$ref": "#/components/schemas/Certificate"}},
-                    "application/pkix-cert": {"schema": _string(format="binary")}}},
-                    **_problems(401, 404)}}},
-            "/ca/api/v1/certificates/{serial}/revoke": {"post": {
-                "summary": "Revoke a certificate (final: never reinstated)",
-                "parameters": [serial],
-                "requestBody": _json_body("#/components/schemas/RevocationRequest"),
-                "responses": {"200": _json_response("revoked", "#/components/schemas/Certificate"),
-                              **_problems(400, 401, 404, 409, 413, 415, 422)}}},
+            "/ra/api/v1/identity-proofs": {
+                "post": {
+                    "summary": "Record an identity proof",
+                    "requestBody": _json_body("#/components/schemas/IdentityProofRequest"),
+                    "responses": {
+                        "201": _json_response("created", "#/components/schemas/IdentityProof"),
+                        **_problems(400, 401, 403, 413, 415, 422),
+                    },
+                }
+            },
+            "/ra/api/v1/identity-proofs/{proof_id}": {
+                "get": {
+                    "summary": "Read one of the client's identity proofs",
+                    "parameters": [proof_id],
+                    "responses": {
+                        "200": _json_response("the proof", "#/components/schemas/IdentityProof"),
+                        **_problems(401, 404),
+                    },
+                }
+            },
+            "/ca/api/v1/certificates": {
+                "post": {
+                    "summary": "Issue a certificate for a verified identity proof",
+                    "requestBody": _json_body("#/components/schemas/CertificateRequest"),
+                    "responses": {
+                        "201": _json_response("issued", "#/components/schemas/Certificate"),
+                        **_problems(400, 401, 403, 404, 409, 413, 415, 422, 501, 503),
+                    },
+                }
+            },
+            "/ca/api/v1/certificates/{serial}": {
+                "get": {
+                    "summary": "Fetch a certificate: JSON, or DER if Accept: application/pkix-cert",
+                    "parameters": [serial],
+                    "responses": {
+                        "200": {
+                            "description": "the certificate",
+                            "content": {
+                                _JSON: {"schema": {"$ref": "#/components/schemas/Certificate"}},
+                                "application/pkix-cert": {"schema": _string(format="binary")},
+                            },
+                        },
+                        **_problems(401, 404),
+                    },
+                }
+            },
+            "/ca/api/v1/certificates/{serial}/revoke": {
+                "post": {
+                    "summary": "Revoke a certificate (final: never reinstated)",
+                    "parameters": [serial],
+                    "requestBody": _json_body("#/components/schemas/RevocationRequest"),
+                    "responses": {
+                        "200": _json_response("revoked", "#/components/schemas/Certificate"),
+                        **_problems(400, 401, 404, 409, 413, 415, 422),
+                    },
+                }
+            },
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "token from `sceau client add`"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "token from `sceau client add`",
+                }
+            },
             "schemas": _schemas(profiles),
-            "responses": {"Problem": {"description": "RFC 9457 problem", "content": {
-                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
+            "responses": {
+                "Problem": {
+                    "description": "RFC 9457 problem",
+                    "content": {
+                        "application/problem+json": {
+                            "schema": {"$ref": "#/components/schemas/Problem"}
+                        }
+                    },
+                }
+            },
         },
     }

@@ -140,9 +140,9 @@ def _convert(name: str, raw: dict[str, Any]) -> dict[str, Any]:
                 unknown = set(value) - {f.name for f in fields(QcStatements)}
                 if unknown:
                     raise ConfigError(f"profile {name}: unknown key(s) in [qc]: {sorted(unknown)}")
-                value = dict(value)
-                value["pds_languages"] = tuple(value.get("pds_languages", ()))
-                out[key] = QcStatements(**value)
+                qc = dict(value)
+                qc["pds_languages"] = tuple(qc.get("pds_languages", ()))
+                out[key] = QcStatements(**qc)
             elif key in {"id", "issuer"}:
                 out[key] = str(value)
             else:

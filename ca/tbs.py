@@ -186,7 +186,8 @@ def _root_scheme(profile: Profile) -> SignatureScheme:
 def assemble(tbs_der: bytes, scheme: SignatureScheme, signature: bytes) -> bytes:
     """Certificate ::= SEQUENCE { tbs, signatureAlgorithm, signatureValue } around the
     exact TBS bytes that were linted and signed (no re-encoding)."""
-    body = tbs_der + scheme.algorithm_identifier().dump() + core.OctetBitString(signature).dump()
+    algorithm: bytes = scheme.algorithm_identifier().dump()
+    body = tbs_der + algorithm + bytes(core.OctetBitString(signature).dump())
     return _der_header(len(body)) + body
 
 

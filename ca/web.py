@@ -74,8 +74,13 @@ _HTTP_KINDS = {
 
 def problem(kind: ErrorKind, detail: str, status: int | None = None, **extra: Any) -> Response:
     status = status or STATUS[kind]
-    body = {"type": f"urn:sceau:problem:{kind.value}", "title": TITLES[kind],
-            "status": status, "detail": detail, **extra}
+    body = {
+        "type": f"urn:sceau:problem:{kind.value}",
+        "title": TITLES[kind],
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
     if "request_id" in g:
         body["request_id"] = g.request_id
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
@@ -139,9 +144,13 @@ def install_common(app: Flask, service: str, *, max_body_bytes: int, schema: str
         # Logged with the request id for the operator; the caller learns nothing inside.
         log.exception("request %s: unexpected error", g.get("request_id"))
         metrics.ERRORS.labels(service, "internal").inc()
-        body = {"type": "about:blank", "title": "Internal error", "status": 500,
-                "detail": "internal error; quote the request id to the operator",
-                "request_id": g.get("request_id", "")}
+        body = {
+            "type": "about:blank",
+            "title": "Internal error",
+            "status": 500,
+            "detail": "internal error; quote the request id to the operator",
+            "request_id": g.get("request_id", ""),
+        }
         return Response(json.dumps(body), status=500, mimetype=PROBLEM_JSON)
 
     @app.get("/healthz", endpoint="healthz")

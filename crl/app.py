@@ -16,14 +16,18 @@ def create_app(config: SceauConfig | None = None, ctx: ServiceContext | None = N
     ctx = ctx or ServiceContext.open(config)
     app = Flask(__name__)
     ctx.attach(app)
-    install_common(app, "crl", max_body_bytes=ctx.config.service.max_body_bytes,
-                   schema=ctx.schema())
+    install_common(
+        app, "crl", max_body_bytes=ctx.config.service.max_body_bytes, schema=ctx.schema()
+    )
 
     @app.get("/certs/<issuer_id>.crt")
     def ca_certificate(issuer_id: str) -> Response:
         issuer = context().authority.issuers.find(issuer_id)
         # RFC 5280 section 4.2.2.1: a single DER certificate, application/pkix-cert.
-        return Response(issuer.certificate, mimetype="application/pkix-cert",
-                        headers={"Cache-Control": "public, max-age=86400"})
+        return Response(
+            issuer.certificate,
+            mimetype="application/pkix-cert",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
     return app

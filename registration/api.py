@@ -22,11 +22,19 @@ def create() -> Response:
     ctx = context()
     client = authenticate(ctx.db, request.headers.get("Authorization"))
     proof = create_proof(
-        ctx.db, ctx.profiles, client, json_body(), now=datetime.now(UTC),
+        ctx.db,
+        ctx.profiles,
+        client,
+        json_body(),
+        now=datetime.now(UTC),
         max_age=timedelta(days=ctx.config.registration.proof_max_age_days),
     )
-    return Response(json.dumps(proof_body(proof)), status=201, mimetype="application/json",
-                    headers={"Location": f"/ra/api/v1/identity-proofs/{proof.id}"})
+    return Response(
+        json.dumps(proof_body(proof)),
+        status=201,
+        mimetype="application/json",
+        headers={"Location": f"/ra/api/v1/identity-proofs/{proof.id}"},
+    )
 
 
 @bp.get("/identity-proofs/<proof_id>")

@@ -14,7 +14,8 @@ def create_app(config: SceauConfig | None = None, ctx: ServiceContext | None = N
     ctx = ctx or ServiceContext.open(config)
     app = Flask(__name__)
     ctx.attach(app)
-    install_common(app, "registration", max_body_bytes=ctx.config.service.max_body_bytes,
-                   schema=ctx.schema())
+    install_common(
+        app, "registration", max_body_bytes=ctx.config.service.max_body_bytes, schema=ctx.schema()
+    )
     app.register_blueprint(api.bp)
     return app

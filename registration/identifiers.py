@@ -8,7 +8,9 @@ import re
 from ca.errors import ErrorKind, SceauError
 
 # LEG-5.1.4-02: 3-letter type, 2-letter country, "-", identifier. Types pkilint 0.13.3 knows.
-ORG_ID = re.compile(r"^(?P<type>VAT|NTR|PSD|LEI)(?P<country>[A-Z]{2})-(?P<id>[A-Za-z0-9.\-]{1,64})$")
+ORG_ID = re.compile(
+    r"^(?P<type>VAT|NTR|PSD|LEI)(?P<country>[A-Z]{2})-(?P<id>[A-Za-z0-9.\-]{1,64})$"
+)
 
 
 def luhn_ok(digits: str) -> bool:
@@ -44,14 +46,19 @@ def check_organization_identifier(value: str, country: str) -> str:
             raise SceauError(ErrorKind.INVALID, "LEI identifiers read LEIXG-<valid 20-char LEI>")
         return value
     if id_country != country:
-        raise SceauError(ErrorKind.INVALID,
-                         f"organization_identifier country {id_country} differs from {country}")
-    if kind == "NTR" and id_country == "FR":
-        # SIREN (9 digits) names the legal entity; SIRET (14) an establishment. Both Luhn.
-        if not (re.fullmatch(r"\d{9}|\d{14}", ident) and luhn_ok(ident)):
-            raise SceauError(ErrorKind.INVALID, "NTRFR- needs a valid SIREN (9 digits) or SIRET")
-    if kind == "VAT" and id_country == "FR":
-        if not (re.fullmatch(r"\d{11}", ident) and luhn_ok(ident[2:])
-                and ident[:2] == french_vat_key(ident[2:])):
-            raise SceauError(ErrorKind.INVALID, "VATFR- needs the 2-digit key and a valid SIREN")
+        raise SceauError(
+            ErrorKind.INVALID,
+            f"organization_identifier country {id_country} differs from {country}",
+        )
+    # SIREN (9 digits) names the legal entity; SIRET (14) an establishment. Both Luhn.
+    if (kind, id_country) == ("NTR", "FR") and not (
+        re.fullmatch(r"\d{9}|\d{14}", ident) and luhn_ok(ident)
+    ):
+        raise SceauError(ErrorKind.INVALID, "NTRFR- needs a valid SIREN (9 digits) or SIRET")
+    if (kind, id_country) == ("VAT", "FR") and not (
+        re.fullmatch(r"\d{11}", ident)
+        and luhn_ok(ident[2:])
+        and ident[:2] == french_vat_key(ident[2:])
+    ):
+        raise SceauError(ErrorKind.INVALID, "VATFR- needs the 2-digit key and a valid SIREN")
     return value

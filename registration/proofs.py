@@ -27,8 +27,13 @@ EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 COUNTRY = re.compile(r"^[A-Z]{2}$")
 SUBJECT_FIELDS = {
     SubjectKind.NATURAL: {"given_name", "surname", "email", "country"},
-    SubjectKind.LEGAL: {"organization_name", "organization_identifier", "common_name",
-                        "email", "country"},
+    SubjectKind.LEGAL: {
+        "organization_name",
+        "organization_identifier",
+        "common_name",
+        "email",
+        "country",
+    },
 }
 
 
@@ -63,7 +68,9 @@ def _object(data: dict[str, Any], key: str) -> dict[str, Any]:
 def parse_subject(kind: SubjectKind, raw: dict[str, Any]) -> dict[str, str]:
     unknown = set(raw) - SUBJECT_FIELDS[kind]
     if unknown:
-        raise _invalid(f"unknown subject field(s) for a {kind} person: {', '.join(sorted(unknown))}")
+        raise _invalid(
+            f"unknown subject field(s) for a {kind} person: {', '.join(sorted(unknown))}"
+        )
     country = _text(raw, "country", "subject")
     if country is None or not COUNTRY.fullmatch(country):
         raise _invalid("subject.country must be an ISO 3166-1 alpha-2 code in capitals")
@@ -79,7 +86,8 @@ def parse_subject(kind: SubjectKind, raw: dict[str, Any]) -> dict[str, str]:
     else:
         out["organization_name"] = str(_text(raw, "organization_name", "subject"))
         out["organization_identifier"] = check_organization_identifier(
-            str(_text(raw, "organization_identifier", "subject")), country)
+            str(_text(raw, "organization_identifier", "subject")), country
+        )
         common = _text(raw, "common_name", "subject", required=False)
         if common:
             out["common_name"] = common
@@ -104,51 +112,84 @@ def parse_document(raw: dict[str, Any], today: date) -> dict[str, str]:
         raise _invalid("document.expires_on must be a date, YYYY-MM-DD") from exc
     if expires <= today:
         raise _invalid("the identity document has expired")
-    return {"type": str(doc_type), "number": number, "issuing_country": issuing,
-            "expires_on": expires.isoformat()}
+    return {
+        "type": str(doc_type),
+        "number": number,
+        "issuing_country": issuing,
+        "expires_on": expires.isoformat(),
+    }
 
 
-def create_proof(db: Database, profiles: ProfileSet, client: Client, data: dict[str, Any],
-                 *, now: datetime, max_age: timedelta) -> IdentityProof:
+def create_proof(
+    db: Database,
+    profiles: ProfileSet,
+    client: Client,
+    data: dict[str, Any],
+    *,
+    now: datetime,
+    max_age: timedelta,
+) -> IdentityProof:
     unknown = set(data) - {"subject_kind", "method", "subject", "document"}
     if unknown:
         raise _invalid(f"unknown field(s): {', '.join(sorted(unknown))}")
     try:
-        kind = SubjectKind(data.get("subject_kind"))
+        kind = SubjectKind(str(data.get("subject_kind")))
     except ValueError:
         raise _invalid("subject_kind must be 'natural' or 'legal'") from None
     try:
-        method = ProofMethod(data.get("method"))
+        method = ProofMethod(str(data.get("method")))
     except ValueError:
         raise _invalid(f"method must be one of {', '.join(m.value for m in ProofMethod)}") from None
     subject = parse_subject(kind, _object(data, "subject"))
     document = parse_document(_object(data, "document"), now.date())
     status, verified_at, approvals = "pending", None, []
     if method is ProofMethod.DELEGATED:
-        accepting = [p.id for p in profiles.subscriber_profiles()
-                     if p.id in client.profiles and p.subject_kind is kind
-                     and ProofMethod.DELEGATED in p.identity_methods]
+        accepting = [
+            p.id
+            for p in profiles.subscriber_profiles()
+            if p.id in client.profiles
+            and p.subject_kind is kind
+            and ProofMethod.DELEGATED in p.identity_methods
+        ]
         if not accepting:
-            raise SceauError(ErrorKind.FORBIDDEN,
-                             f"none of this client's profiles accepts delegated proofs for "
-                             f"{kind} persons; use an officer-verified method")
+            raise SceauError(
+                ErrorKind.FORBIDDEN,
+                f"none of this client's profiles accepts delegated proofs for "
+                f"{kind} persons; use an officer-verified method",
+            )
         status, verified_at = "verified", now
         approvals = [{"by": client.actor, "at": now.isoformat()}]
     expiry = datetime.combine(date.fromisoformat(document["expires_on"]), time(0), now.tzinfo)
     proof = IdentityProof(
-        id=new_proof_id(), client_id=client.id, subject_kind=kind.value, method=method.value,
-        status=status, subject=subject, document=document, created_at=now,
-        verified_at=verified_at, approvals=approvals,
+        id=new_proof_id(),
+        client_id=client.id,
+        subject_kind=kind.value,
+        method=method.value,
+        status=status,
+        subject=subject,
+        document=document,
+        created_at=now,
+        verified_at=verified_at,
+        approvals=approvals,
         usable_until=min(expiry, now + max_age) if verified_at else None,
         retain_until=now + RETENTION,
     )
     with db.write() as session:
         session.add(proof)
         session.flush()
-        audit.append(session, actor=client.actor, action="identity_proof.created", at=now,
-                     details={"proof": proof.id, "subject_kind": kind.value,
-                              "method": method.value, "status": status,
-                              "document_type": document["type"]})
+        audit.append(
+            session,
+            actor=client.actor,
+            action="identity_proof.created",
+            at=now,
+            details={
+                "proof": proof.id,
+                "subject_kind": kind.value,
+                "method": method.value,
+                "status": status,
+                "document_type": document["type"],
+            },
+        )
     return proof
 
 
@@ -166,8 +207,9 @@ def proof_body(proof: IdentityProof) -> dict[str, Any]:
     }
 
 
-def approve_proof(db: Database, proof_id: str, officer: str, *, now: datetime,
-                  max_age: timedelta) -> IdentityProof:
+def approve_proof(
+    db: Database, proof_id: str, officer: str, *, now: datetime, max_age: timedelta
+) -> IdentityProof:
     """An officer approves a pending proof (until the officer UI lands, from the command line).
 
     Approvals accumulate, one per distinct officer, so that a four-eyes profile can require two.
@@ -183,12 +225,18 @@ def approve_proof(db: Database, proof_id: str, officer: str, *, now: datetime,
             raise SceauError(ErrorKind.CONFLICT, f"{officer} has approved {proof_id} already")
         proof.approvals = [*proof.approvals, {"by": actor, "at": now.isoformat()}]
         if proof.status == "pending":
-            expiry = datetime.combine(date.fromisoformat(proof.document["expires_on"]), time(0),
-                                      now.tzinfo)
+            expiry = datetime.combine(
+                date.fromisoformat(proof.document["expires_on"]), time(0), now.tzinfo
+            )
             if expiry <= now:
                 raise SceauError(ErrorKind.CONFLICT, "the identity document has expired")
             proof.status, proof.verified_at = "verified", now
             proof.usable_until = min(expiry, now + max_age)
-        audit.append(session, actor=actor, action="identity_proof.approved", at=now,
-                     details={"proof": proof.id, "approvals": len(proof.approvals)})
+        audit.append(
+            session,
+            actor=actor,
+            action="identity_proof.approved",
+            at=now,
+            details={"proof": proof.id, "approvals": len(proof.approvals)},
+        )
         return proof

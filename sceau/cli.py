@@ -33,9 +33,13 @@ def _operator() -> str:
 def cmd_init(args: argparse.Namespace) -> int:
     from sceau.home import init_home
 
-    config, steps, ceremony = init_home(_home(args), base_url=args.base_url,
-                              documents_url=args.documents_url, database_url=args.database_url,
-                              token_label=args.token_label)
+    config, steps, ceremony = init_home(
+        _home(args),
+        base_url=args.base_url,
+        documents_url=args.documents_url,
+        database_url=args.database_url,
+        token_label=args.token_label,
+    )
     print(f"Sceau home: {config.home}")
     for step in steps + ceremony:
         print(f"  - {step}")
@@ -66,12 +70,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return create_app(load_config(home))
 
     base = config.service.base_url.rstrip("/")
-    print(f"""Sceau is starting on http://{bind} (public base URL {base}), home {home}.
+    print(
+        f"""Sceau is starting on http://{bind} (public base URL {base}), home {home}.
 Next:
   curl {base}/healthz
   .venv/bin/sceau client add acme-sign --profile person-lcp --profile seal-lcp --home {home}
   then POST {base}/ra/api/v1/identity-proofs and {base}/ca/api/v1/certificates
-  (API description: {base}/ca/openapi.json; walkthrough in README.md)""", flush=True)
+  (API description: {base}/ca/openapi.json; walkthrough in README.md)""",
+        flush=True,
+    )
     _Server().run()
     return 0
 
@@ -80,8 +87,9 @@ def cmd_client_add(args: argparse.Namespace) -> int:
     config = load_config(_home(args))
     db = Database(config.database.url)
     try:
-        token = create_client(db, ProfileSet.load(), args.name, args.profile,
-                              now=datetime.now(UTC), actor=_operator())
+        token = create_client(
+            db, ProfileSet.load(), args.name, args.profile, now=datetime.now(UTC), actor=_operator()
+        )
     finally:
         db.dispose()
     print(f"Client {args.name!r} created for {', '.join(args.profile)}.")
@@ -96,8 +104,13 @@ def cmd_proof_approve(args: argparse.Namespace) -> int:
     config = load_config(_home(args))
     db = Database(config.database.url)
     try:
-        proof = approve_proof(db, args.proof_id, args.officer, now=datetime.now(UTC),
-                              max_age=timedelta(days=config.registration.proof_max_age_days))
+        proof = approve_proof(
+            db,
+            args.proof_id,
+            args.officer,
+            now=datetime.now(UTC),
+            max_age=timedelta(days=config.registration.proof_max_age_days),
+        )
     finally:
         db.dispose()
     print(f"identity proof {proof.id}: {proof.status}, {len(proof.approvals)} approval(s)")
@@ -115,8 +128,10 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     finally:
         db.dispose()
     if broken is not None:
-        print(f"audit chain BROKEN at event {broken.seq}: {broken.reason} "
-              f"({checked} events verified before it)")
+        print(
+            f"audit chain BROKEN at event {broken.seq}: {broken.reason} "
+            f"({checked} events verified before it)"
+        )
         return 1
     print(f"audit chain intact: {checked} events")
     return 0
@@ -148,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     client = sub.add_parser("client", help="platform API clients").add_subparsers(
-        dest="client_command", required=True)
+        dest="client_command", required=True
+    )
     p = client.add_parser("add", help="create a client and print its token once")
     p.add_argument("--home", default=argparse.SUPPRESS)
     p.add_argument("name")
@@ -156,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_client_add)
 
     proof = sub.add_parser("proof", help="identity proofs").add_subparsers(
-        dest="proof_command", required=True)
+        dest="proof_command", required=True
+    )
     p = proof.add_parser("approve", help="record an officer's approval of a pending proof")
     p.add_argument("--home", default=argparse.SUPPRESS)
     p.add_argument("proof_id")
@@ -164,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_proof_approve)
 
     audit = sub.add_parser("audit", help="audit log").add_subparsers(
-        dest="audit_command", required=True)
+        dest="audit_command", required=True
+    )
     p = audit.add_parser("verify", help="check the whole hash chain; exit 1 on tampering")
     p.add_argument("--home", default=argparse.SUPPRESS)
     p.set_defaults(func=cmd_audit_verify)

@@ -26,7 +26,9 @@ class PrefixDispatcher:
         # Longest prefix first, so "/ca/" never shadows a longer route.
         self.routes = sorted(routes.items(), key=lambda item: -len(item[0]))
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         for prefix, app in self.routes:
             if path == prefix.rstrip("/") or path.startswith(prefix):
@@ -34,8 +36,9 @@ class PrefixDispatcher:
         return self.default(environ, start_response)
 
 
-def create_app(config: SceauConfig | None = None,
-               ctx: ServiceContext | None = None) -> PrefixDispatcher:
+def create_app(
+    config: SceauConfig | None = None, ctx: ServiceContext | None = None
+) -> PrefixDispatcher:
     # One context for all services: one PKCS#11 session and one database pool per process.
     ctx = ctx or ServiceContext.open(config)
     ca_app = create_ca(ctx=ctx)

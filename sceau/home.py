@@ -35,8 +35,14 @@ def _write_secrets(path: Path) -> None:
         out.write(f'hsm_so_pin = "{secrets.token_hex(16)}"\n')
 
 
-def _write_config(path: Path, home: Path, base_url: str, documents_url: str,
-                  database_url: str | None, token_label: str) -> None:
+def _write_config(
+    path: Path,
+    home: Path,
+    base_url: str,
+    documents_url: str,
+    database_url: str | None,
+    token_label: str,
+) -> None:
     if path.exists():
         return
     host = urlsplit(base_url).hostname or ""
@@ -80,9 +86,14 @@ accept_findings = [{accept}]
 """)
 
 
-def init_home(home: Path, *, base_url: str = "http://127.0.0.1:8000", documents_url: str = "",
-              database_url: str | None = None,
-              token_label: str = "sceau") -> tuple[SceauConfig, list[str], list[str]]:
+def init_home(
+    home: Path,
+    *,
+    base_url: str = "http://127.0.0.1:8000",
+    documents_url: str = "",
+    database_url: str | None = None,
+    token_label: str = "sceau",  # noqa: S107 - a label, not a secret
+) -> tuple[SceauConfig, list[str], list[str]]:
     """Create or complete a home. Options only shape a new sceau.toml; an existing one wins."""
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     _write_secrets(home / SECRETS_FILE)
@@ -99,8 +110,9 @@ def init_home(home: Path, *, base_url: str = "http://127.0.0.1:8000", documents_
         steps.append("database schema up to date")
         keys = KeyStore(config.hsm)
         actor = f"operator:{os.environ.get('USER', 'unknown')}"
-        ceremony = run_ceremony(config, db, keys, ProfileSet.load(), now=datetime.now(UTC),
-                                actor=actor)
+        ceremony = run_ceremony(
+            config, db, keys, ProfileSet.load(), now=datetime.now(UTC), actor=actor
+        )
     finally:
         db.dispose()
     return config, steps, ceremony

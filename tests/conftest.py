@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,8 +41,14 @@ class Pki:
 
     def client(self, *profiles: str) -> ApiClient:
         name = f"platform-{secrets.token_hex(4)}"
-        token = create_client(self.ctx.db, self.ctx.profiles, name, list(profiles),
-                              now=datetime.now(UTC), actor="test")
+        token = create_client(
+            self.ctx.db,
+            self.ctx.profiles,
+            name,
+            list(profiles),
+            now=datetime.now(UTC),
+            actor="test",
+        )
         return ApiClient(WsgiClient(self.app), token, name)
 
 
@@ -55,8 +60,13 @@ class ApiClient:
 
     def post(self, path: str, body: Any, **kw: Any) -> Any:
         headers = {"Authorization": f"Bearer {self.token}", **kw.pop("headers", {})}
-        return self.http.post(path, data=json.dumps(body), headers=headers,
-                              content_type=kw.pop("content_type", "application/json"), **kw)
+        return self.http.post(
+            path,
+            data=json.dumps(body),
+            headers=headers,
+            content_type=kw.pop("content_type", "application/json"),
+            **kw,
+        )
 
     def get(self, path: str, **kw: Any) -> Any:
         headers = {"Authorization": f"Bearer {self.token}", **kw.pop("headers", {})}
@@ -69,8 +79,11 @@ def softhsm_conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("softhsm")
     (base / "tokens").mkdir(mode=0o700)
     conf = base / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {base / 'tokens'}\nobjectstore.backend = file\n"
-                    "log.level = ERROR\n")
+    # tests/test_hsm.py makes its tokens here too: a process can load only one conf.
+    os.environ["SCEAU_TEST_SOFTHSM_CONF"] = str(conf)
+    conf.write_text(
+        f"directories.tokendir = {base / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n"
+    )
     return conf
 
 
@@ -85,18 +98,27 @@ def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgCluster]:
     cluster.stop()
 
 
-def make_home(base: Path, softhsm_conf: Path, database_url: str | None,
-              label: str) -> tuple[SceauConfig, list[str]]:
+def make_home(
+    base: Path, softhsm_conf: Path, database_url: str | None, label: str
+) -> tuple[SceauConfig, list[str]]:
     base.mkdir(parents=True, exist_ok=True)
     (base / "softhsm2.conf").write_text(softhsm_conf.read_text())
-    config, _steps, ceremony = init_home(base, base_url=PUBLIC_URL, documents_url=DOCUMENTS_URL,
-                                         database_url=database_url, token_label=label)
+    config, _steps, ceremony = init_home(
+        base,
+        base_url=PUBLIC_URL,
+        documents_url=DOCUMENTS_URL,
+        database_url=database_url,
+        token_label=label,
+    )
     return config, ceremony
 
 
-@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def pki(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-        softhsm_conf: Path) -> Iterator[Pki]:
+@pytest.fixture(
+    scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def pki(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, softhsm_conf: Path
+) -> Iterator[Pki]:
     backend: str = request.param
     home = tmp_path_factory.mktemp(f"home-{backend}")
     url = None
@@ -107,5 +129,3 @@ def pki(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     ctx = ServiceContext.open(config)
     yield Pki(backend, home, config, ctx, create_app(ctx=ctx))
     ctx.db.dispose()
-
-

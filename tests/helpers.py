@@ -33,28 +33,46 @@ def rsa_key(bits: int) -> rsa.RSAPrivateKey:
 NATURAL = {
     "subject_kind": "natural",
     "method": "delegated",
-    "subject": {"given_name": "Jeanne", "surname": "Dupont", "email": "jeanne.dupont@example.com",
-                "country": "FR"},
-    "document": {"type": "id-card", "number": "X4RTBPFW4", "issuing_country": "FR",
-                 "expires_on": "2033-05-01"},
+    "subject": {
+        "given_name": "Jeanne",
+        "surname": "Dupont",
+        "email": "jeanne.dupont@example.com",
+        "country": "FR",
+    },
+    "document": {
+        "type": "id-card",
+        "number": "X4RTBPFW4",
+        "issuing_country": "FR",
+        "expires_on": "2033-05-01",
+    },
 }
 
 LEGAL = {
     "subject_kind": "legal",
     "method": "registry",
-    "subject": {"organization_name": "ACME Facturation SAS", "common_name": "ACME e-invoicing",
-                "organization_identifier": "NTRFR-732829320", "country": "FR"},
-    "document": {"type": "company-extract", "number": "KBIS-2026-0042", "issuing_country": "FR",
-                 "expires_on": "2030-01-01"},
+    "subject": {
+        "organization_name": "ACME Facturation SAS",
+        "common_name": "ACME e-invoicing",
+        "organization_identifier": "NTRFR-732829320",
+        "country": "FR",
+    },
+    "document": {
+        "type": "company-extract",
+        "number": "KBIS-2026-0042",
+        "issuing_country": "FR",
+        "expires_on": "2030-01-01",
+    },
 }
 
 
-def run(*args: str | Path, check: bool = False,
-        env_conf: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str | Path, check: bool = False, env_conf: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a judge. ``env_conf`` points SoftHSM2 at a token directory."""
     env = {**os.environ, "SOFTHSM2_CONF": str(env_conf)} if env_conf else None
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=check,
-                          env=env)
+    return subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, check=check, env=env
+    )
 
 
 def write_pems(tmp: Path, body: dict[str, Any]) -> tuple[Path, Path, Path]:

@@ -22,15 +22,20 @@ def chain(tmp_path) -> Database:  # type: ignore[no-untyped-def]
         audit.ensure_head(session)
     for n in range(1, 6):
         with db.write() as session:
-            audit.append(session, actor="test", action="thing.done", details={"n": n},
-                         at=datetime(2026, 1, n, tzinfo=UTC))
+            audit.append(
+                session,
+                actor="test",
+                action="thing.done",
+                details={"n": n},
+                at=datetime(2026, 1, n, tzinfo=UTC),
+            )
     yield db
     db.dispose()
 
 
 def _verify(db: Database) -> audit.ChainBreak | None:
     with db.read() as session:
-        checked, broken = audit.verify_chain(session)
+        _checked, broken = audit.verify_chain(session)
     return broken
 
 
@@ -70,15 +75,27 @@ def _insert(s: Session) -> None:
     assert last
     at = datetime(2026, 2, 1, tzinfo=UTC)
     forged = audit.chain_hash(last.hash, 6, at, "x", "y", {})
-    s.add(AuditEvent(seq=6, at=at, actor="x", action="y", details={}, prev_hash=last.hash,
-                     hash=forged))
+    s.add(
+        AuditEvent(
+            seq=6, at=at, actor="x", action="y", details={}, prev_hash=last.hash, hash=forged
+        )
+    )
 
 
-@pytest.mark.parametrize(("tamper", "first_bad"), [
-    (_edit, 3), (_edit_actor, 2), (_delete_middle, 3), (_delete_last, 5), (_swap, 2), (_insert, 6),
-])
-def test_tampering_is_detected(chain: Database, tamper: Callable[[Session], None],
-                               first_bad: int) -> None:
+@pytest.mark.parametrize(
+    ("tamper", "first_bad"),
+    [
+        (_edit, 3),
+        (_edit_actor, 2),
+        (_delete_middle, 3),
+        (_delete_last, 5),
+        (_swap, 2),
+        (_insert, 6),
+    ],
+)
+def test_tampering_is_detected(
+    chain: Database, tamper: Callable[[Session], None], first_bad: int
+) -> None:
     with chain.write() as session:
         tamper(session)
     broken = _verify(chain)

@@ -16,10 +16,20 @@ def test_ca_keys_are_sensitive_and_never_extractable(pki: Pki) -> None:
         facts = pki.ctx.keys.key_facts(ca_key_label(issuer))
         assert facts.sensitive and facts.never_extractable and facts.always_sensitive
         assert not facts.extractable
-    listing = run("pkcs11-tool", "--module", pki.config.hsm.module, "--token-label",
-                  pki.config.hsm.token_label, "--login", "--pin", pki.config.hsm.user_pin,
-                  "--list-objects", "--type", "privkey",
-                  env_conf=pki.config.hsm.softhsm_conf)
+    listing = run(
+        "pkcs11-tool",
+        "--module",
+        pki.config.hsm.module,
+        "--token-label",
+        pki.config.hsm.token_label,
+        "--login",
+        "--pin",
+        pki.config.hsm.user_pin,
+        "--list-objects",
+        "--type",
+        "privkey",
+        env_conf=pki.config.hsm.softhsm_conf,
+    )
     assert listing.returncode == 0, listing.stderr
     blocks = listing.stdout.split("Private Key Object")[1:]
     labels = {b.split("label:")[1].split("\n")[0].strip(): b for b in blocks}
@@ -32,8 +42,9 @@ def test_ca_keys_are_sensitive_and_never_extractable(pki: Pki) -> None:
 def test_second_init_changes_nothing(pki: Pki, softhsm_conf: Path) -> None:
     with pki.ctx.db.read() as session:
         before = {i.id: i.certificate for i in session.query(Issuer).all()}
-    config, ceremony = make_home(pki.home, softhsm_conf, pki.config.database.url,
-                                 pki.config.hsm.token_label)
+    config, ceremony = make_home(
+        pki.home, softhsm_conf, pki.config.database.url, pki.config.hsm.token_label
+    )
     assert ceremony == []
     with pki.ctx.db.read() as session:
         after = {i.id: i.certificate for i in session.query(Issuer).all()}

@@ -1,21 +1,25 @@
-"""The platform API end to end: proofs, issuance, fetch, revocation; judged by OpenSSL and pkilint."""
+"""The platform API end to end: proofs, issuance, fetch, revocation.
+
+Judged by OpenSSL and pkilint."""
 
 from __future__ import annotations
 
+import base64
 import copy
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca import audit
 from ca.store.models import Certificate
 from registration.proofs import approve_proof
 from tests.conftest import Pki
 from tests.helpers import LEGAL, NATURAL, csr_pem, etsi_lint, openssl_verify, rsa_key, write_pems
-from datetime import UTC, datetime, timedelta
 
 
 def proof_id(api: Any, body: dict[str, Any] = NATURAL) -> str:
@@ -31,9 +35,14 @@ def test_person_lcp_end_to_end(pki: Pki, tmp_path: Path) -> None:
     assert proof.json["status"] == "verified"
     assert "number" not in proof.json["document"]
 
-    resp = api.post("/ca/api/v1/certificates",
-                    {"profile": "person-lcp", "identity_proof": proof.json["id"],
-                     "csr": csr_pem(cn="Mallory Forged")})
+    resp = api.post(
+        "/ca/api/v1/certificates",
+        {
+            "profile": "person-lcp",
+            "identity_proof": proof.json["id"],
+            "csr": csr_pem(cn="Mallory Forged"),
+        },
+    )
     assert resp.status_code == 201, resp.json
     body = resp.json
     assert resp.headers["Location"] == f"/ca/api/v1/certificates/{body['serial']}"
@@ -52,15 +61,17 @@ def test_person_lcp_end_to_end(pki: Pki, tmp_path: Path) -> None:
     assert fetched.status_code == 200
     assert fetched.json["status"] == "issued"
     assert fetched.json["certificate"] == body["certificate"]
-    der = api.get(f"/ca/api/v1/certificates/{body['serial']}",
-                  headers={"Accept": "application/pkix-cert"})
+    der = api.get(
+        f"/ca/api/v1/certificates/{body['serial']}", headers={"Accept": "application/pkix-cert"}
+    )
     assert der.status_code == 200
     assert der.mimetype == "application/pkix-cert"
     assert x509.load_der_x509_certificate(der.data) == leaf
 
-    revoked = api.post(f"/ca/api/v1/certificates/{body['serial']}/revoke",
-                       {"reason": "keyCompromise",
-                        "invalidity_date": "2026-01-02T03:04:05Z"})
+    revoked = api.post(
+        f"/ca/api/v1/certificates/{body['serial']}/revoke",
+        {"reason": "keyCompromise", "invalidity_date": "2026-01-02T03:04:05Z"},
+    )
     assert revoked.status_code == 200, revoked.json
     assert revoked.json["status"] == "revoked"
     assert revoked.json["revocation"]["reason"] == "keyCompromise"
@@ -68,22 +79,27 @@ def test_person_lcp_end_to_end(pki: Pki, tmp_path: Path) -> None:
     assert again.status_code == 409
     assert again.json["type"] == "urn:sceau:problem:conflict"
     assert api.get(f"/ca/api/v1/certificates/{body['serial']}").json["revocation"]["reason"] == (
-        "keyCompromise")
+        "keyCompromise"
+    )
 
     with pki.ctx.db.read() as session:
         checked, broken = audit.verify_chain(session)
     assert broken is None and checked > 0
 
 
-@pytest.mark.parametrize("key", [
-    pytest.param(lambda: ec.generate_private_key(ec.SECP384R1()), id="ec-p384"),
-    pytest.param(lambda: rsa_key(3072), id="rsa-3072"),
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param(lambda: ec.generate_private_key(ec.SECP384R1()), id="ec-p384"),
+        pytest.param(lambda: rsa_key(3072), id="rsa-3072"),
+    ],
+)
 def test_other_subscriber_keys(pki: Pki, tmp_path: Path, key: Any) -> None:
     api = pki.client("person-lcp")
-    resp = api.post("/ca/api/v1/certificates", {"profile": "person-lcp",
-                                                 "identity_proof": proof_id(api),
-                                                 "csr": csr_pem(key())})
+    resp = api.post(
+        "/ca/api/v1/certificates",
+        {"profile": "person-lcp", "identity_proof": proof_id(api), "csr": csr_pem(key())},
+    )
     assert resp.status_code == 201, resp.json
     assert openssl_verify(tmp_path, resp.json).returncode == 0
 
@@ -91,14 +107,16 @@ def test_other_subscriber_keys(pki: Pki, tmp_path: Path, key: Any) -> None:
 def test_seal_lcp_after_officer_approval(pki: Pki, tmp_path: Path) -> None:
     api = pki.client("seal-lcp")
     pid = proof_id(api, LEGAL)
-    pending = api.post("/ca/api/v1/certificates",
-                       {"profile": "seal-lcp", "identity_proof": pid, "csr": csr_pem()})
+    pending = api.post(
+        "/ca/api/v1/certificates", {"profile": "seal-lcp", "identity_proof": pid, "csr": csr_pem()}
+    )
     assert pending.status_code == 422
     assert "pending" in pending.json["detail"]
 
     approve_proof(pki.ctx.db, pid, "alice", now=datetime.now(UTC), max_age=timedelta(days=30))
-    resp = api.post("/ca/api/v1/certificates",
-                    {"profile": "seal-lcp", "identity_proof": pid, "csr": csr_pem()})
+    resp = api.post(
+        "/ca/api/v1/certificates", {"profile": "seal-lcp", "identity_proof": pid, "csr": csr_pem()}
+    )
     assert resp.status_code == 201, resp.json
     assert openssl_verify(tmp_path, resp.json).returncode == 0
     leaf = write_pems(tmp_path, resp.json)[0]
@@ -122,14 +140,32 @@ def test_ca_certificates_and_chain(pki: Pki, tmp_path: Path) -> None:
         path = tmp_path / f"{issuer}.der"
         path.write_bytes(resp.data)
         assert pkix_lint(path).returncode == 0
-        chain = run(BIN / "lint_pkix_signer_signee_cert_chain", "lint", "-s", "WARNING",
-                    tmp_path / "root.der", path)
+        chain = run(
+            BIN / "lint_pkix_signer_signee_cert_chain",
+            "lint",
+            "-s",
+            "WARNING",
+            tmp_path / "root.der",
+            path,
+        )
         assert chain.returncode == 0, chain.stdout
-        run("openssl", "x509", "-inform", "DER", "-in", path, "-out", tmp_path / "i.pem", check=True)
-        run("openssl", "x509", "-inform", "DER", "-in", tmp_path / "root.der", "-out",
-            tmp_path / "r.pem", check=True)
-        ok = run("openssl", "verify", "-x509_strict", "-CAfile", tmp_path / "r.pem",
-                 tmp_path / "i.pem")
+        run(
+            "openssl", "x509", "-inform", "DER", "-in", path, "-out", tmp_path / "i.pem", check=True
+        )
+        run(
+            "openssl",
+            "x509",
+            "-inform",
+            "DER",
+            "-in",
+            tmp_path / "root.der",
+            "-out",
+            tmp_path / "r.pem",
+            check=True,
+        )
+        ok = run(
+            "openssl", "verify", "-x509_strict", "-CAfile", tmp_path / "r.pem", tmp_path / "i.pem"
+        )
         assert ok.returncode == 0, ok.stderr
     assert pkix_lint(tmp_path / "root.der").returncode == 0
     assert http.get("/certs/nope.crt").status_code == 404
@@ -144,13 +180,18 @@ BAD_REQUESTS = [
     pytest.param({"profile": "nope"}, 422, "unknown-profile", id="unknown-profile"),
     pytest.param({"profile": "seal-qcp-l-qscd"}, 403, "forbidden", id="profile-not-allowed"),
     pytest.param({"profile": "person-lcp", "csr": "garbage"}, 422, "bad-csr", id="garbage-csr"),
-    pytest.param({"profile": "person-lcp", "csr": None}, 501, "not-implemented", id="hsm-key-later"),
-    pytest.param({"profile": "person-lcp", "identity_proof": "PNOPE"}, 404, "not-found",
-                 id="unknown-proof"),
+    pytest.param(
+        {"profile": "person-lcp", "csr": None}, 501, "not-implemented", id="hsm-key-later"
+    ),
+    pytest.param(
+        {"profile": "person-lcp", "identity_proof": "PNOPE"}, 404, "not-found", id="unknown-proof"
+    ),
     pytest.param({"profile": "person-lcp", "extra": 1}, 422, "invalid", id="unknown-field"),
     pytest.param({"profile": 7}, 422, "invalid", id="profile-not-string"),
     pytest.param({"profile": "person-lcp", "csr": "rsa2048"}, 422, "bad-key", id="rsa-2048"),
-    pytest.param({"profile": "person-lcp", "csr": "badsig"}, 422, "bad-csr", id="csr-bad-signature"),
+    pytest.param(
+        {"profile": "person-lcp", "csr": "badsig"}, 422, "bad-csr", id="csr-bad-signature"
+    ),
     pytest.param({"profile": "person-lcp", "csr": "truncated"}, 422, "bad-csr", id="csr-truncated"),
 ]
 
@@ -159,22 +200,24 @@ def _bad_csr(kind: str) -> str:
     if kind == "rsa2048":
         return csr_pem(rsa_key(2048))
     good = csr_pem()
-    der = x509.load_pem_x509_csr(good.encode()).public_bytes(
-        __import__("cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]).Encoding.DER)
-    if kind == "badsig":
-        der = der[:-4] + bytes(b ^ 0x55 for b in der[-4:])
-    else:
-        der = der[: len(der) // 2]
-    import base64
-    return "-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(der).decode() + (
-        "-----END CERTIFICATE REQUEST-----\n")
+    der = x509.load_pem_x509_csr(good.encode()).public_bytes(Encoding.DER)
+    # "badsig": bits flipped inside the signature value; otherwise the DER is cut in half.
+    der = der[:-4] + bytes(b ^ 0x55 for b in der[-4:]) if kind == "badsig" else der[: len(der) // 2]
+    return (
+        "-----BEGIN CERTIFICATE REQUEST-----\n"
+        + base64.encodebytes(der).decode()
+        + ("-----END CERTIFICATE REQUEST-----\n")
+    )
 
 
 @pytest.mark.parametrize(("override", "status", "kind"), BAD_REQUESTS)
 def test_bad_issuance_requests(pki: Pki, override: dict[str, Any], status: int, kind: str) -> None:
     api = pki.client("person-lcp", "seal-lcp")
-    body: dict[str, Any] = {"profile": "person-lcp", "identity_proof": proof_id(api),
-                            "csr": csr_pem()}
+    body: dict[str, Any] = {
+        "profile": "person-lcp",
+        "identity_proof": proof_id(api),
+        "csr": csr_pem(),
+    }
     body.update(override)
     if body.get("csr") in {"rsa2048", "badsig", "truncated"}:
         body["csr"] = _bad_csr(body["csr"])
@@ -194,17 +237,52 @@ def test_http_level_bad_input(pki: Pki) -> None:
     path = "/ca/api/v1/certificates"
     cases = [
         (api.http.post(path, data="{}", content_type="application/json"), 401),
-        (api.http.post(path, data="{}", content_type="application/json",
-                       headers={"Authorization": "Bearer sceau_forged"}), 401),
-        (api.http.post(path, data="{}", content_type="application/json",
-                       headers={"Authorization": "Basic Zm9vOmJhcg=="}), 401),
+        (
+            api.http.post(
+                path,
+                data="{}",
+                content_type="application/json",
+                headers={"Authorization": "Bearer sceau_forged"},
+            ),
+            401,
+        ),
+        (
+            api.http.post(
+                path,
+                data="{}",
+                content_type="application/json",
+                headers={"Authorization": "Basic Zm9vOmJhcg=="},
+            ),
+            401,
+        ),
         (api.post(path, "x", content_type="text/plain"), 415),
-        (api.http.post(path, data="{not json", content_type="application/json",
-                       headers={"Authorization": f"Bearer {api.token}"}), 400),
-        (api.http.post(path, data="[1, 2]", content_type="application/json",
-                       headers={"Authorization": f"Bearer {api.token}"}), 400),
-        (api.http.post(path, data=b"{" + b" " * 70000 + b"}", content_type="application/json",
-                       headers={"Authorization": f"Bearer {api.token}"}), 413),
+        (
+            api.http.post(
+                path,
+                data="{not json",
+                content_type="application/json",
+                headers={"Authorization": f"Bearer {api.token}"},
+            ),
+            400,
+        ),
+        (
+            api.http.post(
+                path,
+                data="[1, 2]",
+                content_type="application/json",
+                headers={"Authorization": f"Bearer {api.token}"},
+            ),
+            400,
+        ),
+        (
+            api.http.post(
+                path,
+                data=b"{" + b" " * 70000 + b"}",
+                content_type="application/json",
+                headers={"Authorization": f"Bearer {api.token}"},
+            ),
+            413,
+        ),
         (api.get("/ca/api/v1/certificates/zz-not-hex"), 404),
         (api.get("/ca/api/v1/certificates/0123abcd"), 404),
         (api.post("/ca/api/v1/certificates/0123abcd/revoke", {}), 404),
@@ -256,18 +334,24 @@ def test_proof_belongs_to_its_client(pki: Pki) -> None:
     pid = proof_id(alice)
     assert bob.get(f"/ra/api/v1/identity-proofs/{pid}").status_code == 404
     assert alice.get(f"/ra/api/v1/identity-proofs/{pid}").status_code == 200
-    resp = bob.post("/ca/api/v1/certificates",
-                    {"profile": "person-lcp", "identity_proof": pid, "csr": csr_pem()})
+    resp = bob.post(
+        "/ca/api/v1/certificates",
+        {"profile": "person-lcp", "identity_proof": pid, "csr": csr_pem()},
+    )
     assert resp.status_code == 404
 
 
 def test_profile_and_proof_must_match(pki: Pki) -> None:
     api = pki.client("person-lcp", "seal-lcp", "person-qcp-n-qscd")
     natural = proof_id(api)
-    resp = api.post("/ca/api/v1/certificates",
-                    {"profile": "seal-lcp", "identity_proof": natural, "csr": csr_pem()})
+    resp = api.post(
+        "/ca/api/v1/certificates",
+        {"profile": "seal-lcp", "identity_proof": natural, "csr": csr_pem()},
+    )
     assert resp.status_code == 422 and "legal" in resp.json["detail"]
     # A qualified profile keeps the key in our HSM: a CSR is refused, clearly.
-    resp = api.post("/ca/api/v1/certificates",
-                    {"profile": "person-qcp-n-qscd", "identity_proof": natural, "csr": csr_pem()})
+    resp = api.post(
+        "/ca/api/v1/certificates",
+        {"profile": "person-qcp-n-qscd", "identity_proof": natural, "csr": csr_pem()},
+    )
     assert resp.status_code == 422 and "HSM" in resp.json["detail"]

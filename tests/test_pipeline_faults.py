@@ -1,4 +1,5 @@
-"""Failure in the middle of issuance leaves an honest record; concurrency keeps everything unique."""
+"""A failure in the middle of issuance leaves an honest record; concurrency keeps serials
+unique and the audit chain whole."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ def _proof(api: Any) -> str:
     return str(api.post("/ra/api/v1/identity-proofs", NATURAL).json["id"])
 
 
-def test_hsm_failure_marks_the_reservation_failed(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hsm_failure_marks_the_reservation_failed(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
     api = pki.client("person-lcp")
     pid = _proof(api)
 
@@ -26,8 +29,10 @@ def test_hsm_failure_marks_the_reservation_failed(pki: Pki, monkeypatch: pytest.
         raise HsmError("token 'test' unreachable")
 
     monkeypatch.setattr(pki.ctx.keys, "sign", broken_sign)
-    resp = api.post("/ca/api/v1/certificates",
-                    {"profile": "person-lcp", "identity_proof": pid, "csr": csr_pem()})
+    resp = api.post(
+        "/ca/api/v1/certificates",
+        {"profile": "person-lcp", "identity_proof": pid, "csr": csr_pem()},
+    )
     assert resp.status_code == 503
     assert resp.json["type"] == "urn:sceau:problem:hsm"
     with pki.ctx.db.read() as session:
@@ -36,7 +41,8 @@ def test_hsm_failure_marks_the_reservation_failed(pki: Pki, monkeypatch: pytest.
 
 
 def test_crash_after_reservation_leaves_a_visible_reserved_row(
-        pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
     api = pki.client("person-lcp")
     pid = _proof(api)
 
@@ -44,8 +50,10 @@ def test_crash_after_reservation_leaves_a_visible_reserved_row(
         raise RuntimeError("process killed between reservation and signature")
 
     monkeypatch.setattr(pki.ctx.keys, "sign", crash)
-    resp = api.post("/ca/api/v1/certificates",
-                    {"profile": "person-lcp", "identity_proof": pid, "csr": csr_pem()})
+    resp = api.post(
+        "/ca/api/v1/certificates",
+        {"profile": "person-lcp", "identity_proof": pid, "csr": csr_pem()},
+    )
     assert resp.status_code == 500
     assert "request_id" in resp.json and "process killed" not in resp.json["detail"]
     with pki.ctx.db.read() as session:
@@ -62,8 +70,9 @@ def test_concurrent_issuance(pki: Pki) -> None:
     csrs = [csr_pem() for _ in range(24)]
 
     def issue(csr: str) -> tuple[int, str]:
-        resp = api.post("/ca/api/v1/certificates",
-                        {"profile": "person-lcp", "identity_proof": pid, "csr": csr})
+        resp = api.post(
+            "/ca/api/v1/certificates", {"profile": "person-lcp", "identity_proof": pid, "csr": csr}
+        )
         return resp.status_code, resp.json.get("serial", "")
 
     with ThreadPoolExecutor(max_workers=8) as pool:

@@ -33,8 +33,13 @@ def test_every_service_answers_health_and_metrics(pki: Pki) -> None:
 def test_metrics_count_issuance_per_profile(pki: Pki) -> None:
     api = pki.client("person-lcp")
     pid = api.post("/ra/api/v1/identity-proofs", NATURAL).json["id"]
-    assert api.post("/ca/api/v1/certificates", {"profile": "person-lcp", "identity_proof": pid,
-                                                "csr": csr_pem()}).status_code == 201
+    assert (
+        api.post(
+            "/ca/api/v1/certificates",
+            {"profile": "person-lcp", "identity_proof": pid, "csr": csr_pem()},
+        ).status_code
+        == 201
+    )
     text = api.http.get("/metrics").data.decode()
     assert re.search(r'sceau_certificates_issued_total\{profile="person-lcp"\} [1-9]', text)
     assert "sceau_http_request_seconds_bucket" in text
@@ -47,14 +52,19 @@ def _flask_path(rule: str) -> str:
 def test_openapi_describes_exactly_the_platform_api(pki: Pki) -> None:
     http = Client(pki.app)
     document = http.get("/ca/openapi.json").json
-    described = {(path, method.upper()) for path, item in document["paths"].items()
-                 for method in item}
+    described = {
+        (path, method.upper()) for path, item in document["paths"].items() for method in item
+    }
     routes = set()
     for factory in (create_ca, create_registration):
         for rule in factory(ctx=pki.ctx).url_map.iter_rules():
             if rule.rule.startswith(("/ca/api/", "/ra/api/")):
-                routes |= {(_flask_path(rule.rule), m) for m in rule.methods or ()
-                           if m not in {"HEAD", "OPTIONS"}}
+                routes |= {
+                    (_flask_path(rule.rule), m)
+                    for m in rule.methods or ()
+                    if m not in {"HEAD", "OPTIONS"}
+                }
     assert described == routes
-    assert set(document["components"]["schemas"]["CertificateRequest"]["properties"]["profile"][
-        "enum"]) == {p.id for p in pki.ctx.profiles.subscriber_profiles()}
+    assert set(
+        document["components"]["schemas"]["CertificateRequest"]["properties"]["profile"]["enum"]
+    ) == {p.id for p in pki.ctx.profiles.subscriber_profiles()}

@@ -13,6 +13,7 @@ def create_app(config: SceauConfig | None = None, ctx: ServiceContext | None = N
     ctx = ctx or ServiceContext.open(config)
     app = Flask(__name__)
     ctx.attach(app)
-    install_common(app, "tsa", max_body_bytes=ctx.config.service.max_body_bytes,
-                   schema=ctx.schema())
+    install_common(
+        app, "tsa", max_body_bytes=ctx.config.service.max_body_bytes, schema=ctx.schema()
+    )
     return app
