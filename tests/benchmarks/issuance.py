@@ -1,0 +1,609 @@
+"""Issuance throughput of a whole Sceau server, set against the raw HSM signature rate.
+
+Run from the repository root:
+
+    .venv/bin/python tests/benchmarks/issuance.py [--requests N] [--concurrency 16]
+        [--workers 2] [--keep-home]
+
+It builds a throwaway home (`sceau init`, a SoftHSM2 token), starts `sceau serve` on a free
+loopback port, and posts N person-lcp issuance requests from concurrent keep-alive clients.
+Then, with the server stopped so that it does not compete for the CPU, it measures how fast
+the issuing CA key signs through ca.hsm.KeyStore alone, in one process and in as many
+processes as the server had workers. The ratio of the two rates says how much of an
+issuance the HSM signature accounts for. The last line is machine-readable (RESULT ...).
+
+Not a pytest test: the file name does not match test_*.py, so pytest never collects it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from ca.algorithms import KeyAlgorithm, default_scheme
+from ca.ceremony import ca_key_label
+from ca.config import load_config
+from ca.hsm import HsmConfig, KeyStore
+
+# Every request goes to the server this script started, on loopback, and nowhere else.
+HOST = "127.0.0.1"
+SCEAU = Path(sys.executable).parent / "sceau"
+# A base URL that looks public: with 127.0.0.1 pkilint flags the certificate URLs as
+# internal and `sceau init` would write accepted findings, which this benchmark must not need.
+BASE_URL = "http://pki.example.com"
+DOCUMENTS_URL = "https://pki.example.com"
+PROFILE = "person-lcp"
+CA_KEY = ca_key_label("persons")  # the issuing CA of person-lcp
+CA_KEY_ALGORITHM = KeyAlgorithm.EC_P384  # what the ceremony generates for it
+ISSUE_PATH = "/ca/api/v1/certificates"
+PROOF_PATH = "/ra/api/v1/identity-proofs"
+
+HEALTH_TIMEOUT = 60.0
+# Above gunicorn's 60 s worker timeout: a stuck request shows up as the server's 5xx or
+# a reset, not as our own timeout.
+REQUEST_TIMEOUT = 90.0
+WARMUP_REQUESTS = 50
+PROOFS = 16
+FAILURE_BODY_CHARS = 2000
+LOG_EXCERPT_LINES = 20
+# Lines of the server log worth reporting: tracebacks, errors, SQLite lock waits that gave
+# up, and gunicorn killing or restarting workers.
+LOG_ALARMS = re.compile(
+    r"Traceback|\bERROR\b|\bCRITICAL\b|database is locked|WORKER TIMEOUT|Worker exiting"
+    r"|Booting worker|was sent SIG",
+    re.IGNORECASE,
+)
+
+# The identity a platform vouches for (delegated method): verified at once, reusable for
+# any number of certificates. A copy of tests/helpers.py NATURAL, which this script, run
+# as a file, cannot import.
+NATURAL: dict[str, Any] = {
+    "subject_kind": "natural",
+    "method": "delegated",
+    "subject": {
+        "given_name": "Jeanne",
+        "surname": "Dupont",
+        "email": "jeanne.dupont@example.com",
+        "country": "FR",
+    },
+    "document": {
+        "type": "id-card",
+        "number": "X4RTBPFW4",
+        "issuing_country": "FR",
+        "expires_on": "2033-05-01",
+    },
+}
+
+
+class BenchmarkError(Exception):
+    """The benchmark could not run (setup, server start); not a measured failure."""
+
+
+# -- the server ---------------------------------------------------------------------------
+
+
+def run_sceau(*args: str | Path) -> str:
+    done = subprocess.run(
+        [str(SCEAU), *(str(a) for a in args)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise BenchmarkError(
+            f"sceau {' '.join(str(a) for a in args)} exited {done.returncode}:\n"
+            f"{done.stdout}{done.stderr}"
+        )
+    return done.stdout
+
+
+def free_port() -> int:
+    # The port may be taken again before the server binds it; the health check then
+    # fails with the server's log, which says so.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """`sceau serve` in its own process group, so that stopping it reaches every worker."""
+
+    def __init__(self, home: Path, port: int, workers: int, log_path: Path) -> None:
+        self.home = home
+        self.port = port
+        self.workers = workers
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("wb") as log:
+            # The child keeps its own descriptor of the log; ours can close.
+            self.proc = subprocess.Popen(
+                [str(SCEAU), "--home", str(self.home), "serve", "--host", HOST,
+                 "--port", str(self.port), "--workers", str(self.workers)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_healthy(self, timeout: float = HEALTH_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                raise BenchmarkError(f"the server exited before answering:\n{self.log_tail()}")
+            conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
+            try:
+                conn.request("GET", "/healthz")
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status == 200:
+                    return
+                last = f"HTTP {resp.status}"
+            except (OSError, http.client.HTTPException) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            finally:
+                conn.close()
+            time.sleep(0.2)
+        raise BenchmarkError(
+            f"/healthz not 200 within {timeout:.0f} s ({last}):\n{self.log_tail()}"
+        )
+
+    @property
+    def pgid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def stop(self) -> None:
+        """SIGTERM the group (gunicorn stops its workers gracefully), SIGKILL if it lingers."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        for sig, grace in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
+            # start_new_session made the server its own group leader: pgid == its pid.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        # Workers outliving their master would keep the CPU busy during the HSM baseline.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    def log_tail(self, lines: int = LOG_EXCERPT_LINES) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no server log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU time of the live processes of a process group (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue  # exited meanwhile
+        # Fields after "(comm)": state ppid pgrp ... utime (14th field) stime (15th).
+        rest = raw[raw.rindex(")") + 2 :].split()
+        if int(rest[2]) == pgid:
+            total += int(rest[11]) + int(rest[12])
+    return total / tick
+
+
+# -- the API client -----------------------------------------------------------------------
+
+
+def post_json(
+    conn: http.client.HTTPConnection, path: str, token: str, body: bytes
+) -> tuple[int, bytes]:
+    conn.request(
+        "POST",
+        path,
+        body=body,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    resp = conn.getresponse()
+    # Reading the whole body is what lets the connection serve the next request.
+    return resp.status, resp.read()
+
+
+def create_proofs(port: int, token: str, count: int) -> list[str]:
+    body = json.dumps(NATURAL).encode()
+    conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT)
+    try:
+        proofs = []
+        for _ in range(count):
+            status, payload = post_json(conn, PROOF_PATH, token, body)
+            answer = json.loads(payload) if payload else {}
+            if status != 201 or answer.get("status") != "verified":
+                raise BenchmarkError(f"identity proof: HTTP {status}: {payload[:2000]!r}")
+            proofs.append(str(answer["id"]))
+        return proofs
+    finally:
+        conn.close()
+
+
+def issuance_bodies(count: int, proofs: Sequence[str]) -> list[bytes]:
+    """Request bodies with fresh P-256 CSRs, encoded now so the timed phase only sends."""
+    bodies = []
+    for i in range(count):
+        key = ec.generate_private_key(ec.SECP256R1())
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            # Ignored: the subject comes from the identity proof.
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Benchmark")]))
+            .sign(key, hashes.SHA256())
+        )
+        request = {
+            "profile": PROFILE,
+            "identity_proof": proofs[i % len(proofs)],
+            "csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
+        }
+        bodies.append(json.dumps(request).encode())
+    return bodies
+
+
+@dataclass
+class LoadResult:
+    requested: int
+    latencies: list[float] = field(default_factory=list)  # seconds, successes only
+    failures: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)  # "201", "500", "ConnectionReset..."
+    first_failure: str | None = None
+    unsent: int = 0  # left when the deadline passed
+    wall: float = 0.0
+    client_cpu: float = 0.0
+    server_cpu: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.wall if self.wall > 0 else 0.0
+
+
+def run_load(
+    port: int,
+    token: str,
+    bodies: Sequence[bytes],
+    concurrency: int,
+    deadline: float,
+    server_pgid: int | None = None,
+) -> LoadResult:
+    """Post every body once from `concurrency` threads, each with its own keep-alive
+    connection; stop taking new requests at `deadline` (time.monotonic())."""
+    result = LoadResult(requested=len(bodies))
+    lock = threading.Lock()
+    pending: Iterator[bytes] = iter(bodies)
+
+    def fail(kind: str, detail: str) -> None:
+        with lock:
+            result.failures += 1
+            result.statuses[kind] = result.statuses.get(kind, 0) + 1
+            if result.first_failure is None:
+                result.first_failure = detail[:FAILURE_BODY_CHARS]
+
+    def client() -> None:
+        conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT)
+        try:
+            while time.monotonic() < deadline:
+                with lock:
+                    body = next(pending, None)
+                if body is None:
+                    return
+                started = time.perf_counter()
+                try:
+                    status, payload = post_json(conn, ISSUE_PATH, token, body)
+                except (OSError, http.client.HTTPException) as exc:
+                    # A broken connection is a failed request; the next one reconnects.
+                    conn.close()
+                    fail(type(exc).__name__, f"{type(exc).__name__}: {exc}")
+                    continue
+                elapsed = time.perf_counter() - started
+                if status != 201:
+                    fail(str(status), f"HTTP {status}: {payload.decode(errors='replace')}")
+                    continue
+                with lock:
+                    result.latencies.append(elapsed)
+                    result.statuses["201"] = result.statuses.get("201", 0) + 1
+        finally:
+            conn.close()
+
+    # Daemon threads: an interrupted run must not wait for them to exit; stopping the
+    # server breaks their connections anyway.
+    threads = [
+        threading.Thread(target=client, name=f"client-{i}", daemon=True)
+        for i in range(concurrency)
+    ]
+    server_cpu = group_cpu_seconds(server_pgid) if server_pgid is not None else None
+    client_cpu = time.process_time()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        # Bounded by the deadline plus one request's timeout.
+        thread.join(timeout=max(0.0, deadline - time.monotonic()) + REQUEST_TIMEOUT + 5)
+    result.wall = time.perf_counter() - started
+    result.client_cpu = time.process_time() - client_cpu
+    if server_pgid is not None and server_cpu is not None:
+        result.server_cpu = group_cpu_seconds(server_pgid) - server_cpu
+    with lock:
+        done = len(result.latencies) + result.failures
+        result.unsent = len(bodies) - done
+        if result.unsent:
+            result.failures += result.unsent
+            result.statuses["not sent (deadline)"] = result.unsent
+    return result
+
+
+# -- the HSM baseline ---------------------------------------------------------------------
+
+
+def sign_loop(hsm: HsmConfig, seconds: float, start: Barrier | None = None) -> tuple[int, float]:
+    """Sign a SHA-384-sized digest with the issuing CA key for `seconds`; (count, elapsed)."""
+    keys = KeyStore(hsm)
+    scheme = default_scheme(CA_KEY_ALGORITHM)
+    digest = os.urandom(scheme.hash.digest_size)
+    try:
+        # Opening the session, logging in and finding the key happen here, untimed.
+        keys.sign_digest(CA_KEY, digest, scheme)
+        if start is not None:
+            start.wait(timeout=60)
+        count = 0
+        began = time.perf_counter()
+        end = began + seconds
+        while time.perf_counter() < end:
+            keys.sign_digest(CA_KEY, digest, scheme)
+            count += 1
+        return count, time.perf_counter() - began
+    finally:
+        keys.close()
+
+
+def _sign_child(
+    hsm: HsmConfig, seconds: float, start: Barrier, results: Queue[tuple[int, float]]
+) -> None:
+    results.put(sign_loop(hsm, seconds, start))
+
+
+def parallel_sign_rate(hsm: HsmConfig, processes: int, seconds: float) -> float:
+    """Signatures per second of `processes` processes signing at once, each with its own
+    KeyStore and PKCS#11 session, as each gunicorn worker has."""
+    # spawn, not fork: each child loads SoftHSM2 afresh, as a server worker starts clean.
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(processes)
+    results: Queue[tuple[int, float]] = ctx.Queue()
+    children = [
+        ctx.Process(target=_sign_child, args=(hsm, seconds, start, results), daemon=True)
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    try:
+        outcomes = [results.get(timeout=seconds + 120) for _ in children]
+    finally:
+        for child in children:
+            child.join(timeout=30)
+            if child.is_alive():
+                child.kill()
+    # Every child signed over nearly the same window (the barrier): rates add up.
+    return sum(count / elapsed for count, elapsed in outcomes)
+
+
+# -- the report ---------------------------------------------------------------------------
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (the value below which `fraction` of the samples fall)."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, round(fraction * len(sorted_values) + 0.4999999))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def machine_info() -> list[str]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    softhsm = subprocess.run(
+        ["softhsm2-util", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return [
+        f"nproc            {len(os.sched_getaffinity(0))} (os.cpu_count {os.cpu_count()})",
+        f"cpu              {model or platform.processor() or 'unknown'}",
+        f"python           {platform.python_version()} ({platform.python_implementation()})",
+        f"platform         {platform.platform()}",
+        f"softhsm2         {softhsm or 'unknown'}",
+    ]
+
+
+def server_alarms(log_path: Path) -> list[str]:
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [line for line in lines if LOG_ALARMS.search(line)]
+
+
+def report(
+    args: argparse.Namespace,
+    load: LoadResult,
+    sign_1p: float,
+    sign_np: float,
+    alarms: list[str],
+) -> None:
+    latencies = sorted(load.latencies)
+    ms = [
+        percentile(latencies, q) * 1000 for q in (0.50, 0.90, 0.99)
+    ] + [(latencies[-1] if latencies else float("nan")) * 1000]
+    mean_ms = statistics.fmean(latencies) * 1000 if latencies else float("nan")
+    ratio = load.rate / sign_np if sign_np else float("nan")
+    print()
+    print("== Sceau issuance benchmark ==")
+    for line in machine_info():
+        print(line)
+    print(
+        f"setup            {args.workers} gunicorn workers x 4 threads, SQLite, "
+        f"{args.concurrency} keep-alive clients, profile {PROFILE}, P-256 CSRs, "
+        f"CA key {CA_KEY} ({CA_KEY_ALGORITHM})"
+    )
+    print()
+    print(f"requests         {load.requested} ({len(latencies)} issued, {load.failures} failed)")
+    print(f"statuses         {dict(sorted(load.statuses.items()))}")
+    print(f"wall time        {load.wall:.2f} s")
+    print(f"issuance rate    {load.rate:.1f} certificates/s")
+    print(
+        f"latency (ms)     p50 {ms[0]:.1f}  p90 {ms[1]:.1f}  p99 {ms[2]:.1f}  "
+        f"max {ms[3]:.1f}  mean {mean_ms:.1f}"
+    )
+    if load.wall > 0:
+        server = (
+            f"{load.server_cpu:.1f} s ({load.server_cpu / load.wall:.2f} cores)"
+            if load.server_cpu is not None
+            else "unknown"
+        )
+        print(
+            f"cpu              server {server}, this client "
+            f"{load.client_cpu:.1f} s ({load.client_cpu / load.wall:.2f} cores)"
+        )
+    print(f"raw HSM signing  1 process: {sign_1p:.0f}/s, "
+          f"{args.workers} processes: {sign_np:.0f}/s  (sign_digest, {args.hsm_seconds:.0f} s each)")
+    print(f"ratio            issuance / raw {args.workers}-process signing = {ratio:.3f}")
+    if load.first_failure is not None:
+        print()
+        print(f"first failure:   {load.first_failure}")
+    print()
+    if alarms:
+        print(f"server log: {len(alarms)} alarming line(s); first {LOG_EXCERPT_LINES}:")
+        for line in alarms[:LOG_EXCERPT_LINES]:
+            print(f"  {line}")
+    else:
+        print("server log: no error, traceback, lock or worker-restart line")
+    print()
+    print(
+        f"RESULT issuance_cps={load.rate:.1f} p50_ms={ms[0]:.1f} p99_ms={ms[2]:.1f} "
+        f"hsm_sign_1p={sign_1p:.0f} hsm_sign_2p={sign_np:.0f} ratio={ratio:.3f}"
+    )
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def positive(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--requests", type=positive(1, 100_000), default=2000,
+                        help="timed issuance requests (default 2000)")
+    parser.add_argument("--concurrency", type=positive(1, 256), default=16,
+                        help="concurrent clients, one connection each (default 16)")
+    parser.add_argument("--workers", type=positive(1, 16), default=2,
+                        help="gunicorn workers, and processes of the HSM baseline (default 2)")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="give up sending after this many seconds of the timed phase")
+    parser.add_argument("--hsm-seconds", type=float, default=3.0,
+                        help="duration of each raw HSM signing measurement (default 3)")
+    parser.add_argument("--keep-home", action="store_true",
+                        help="keep the temporary home and server log, and print where")
+    return parser.parse_args(argv)
+
+
+def benchmark(args: argparse.Namespace, workdir: Path) -> int:
+    home = workdir / "home"
+    log_path = workdir / "server.log"
+    print(f"home {home}; server log {log_path}", flush=True)
+    run_sceau("init", "--home", home, "--base-url", BASE_URL, "--documents-url", DOCUMENTS_URL)
+    # `client add` prints the token alone on its last line.
+    token = run_sceau("--home", home, "client", "add", "bench", "--profile", PROFILE)
+    token = token.strip().splitlines()[-1].strip()
+
+    server = Server(home, free_port(), args.workers, log_path)
+    try:
+        server.start()
+        server.wait_healthy()
+        print(f"server up on {HOST}:{server.port} ({args.workers} workers)", flush=True)
+        proofs = create_proofs(server.port, token, PROOFS)
+        bodies = issuance_bodies(WARMUP_REQUESTS + args.requests, proofs)
+        print(f"{len(proofs)} identity proofs, {len(bodies)} CSRs ready; warming up", flush=True)
+        warm = run_load(server.port, token, bodies[:WARMUP_REQUESTS], args.concurrency,
+                        time.monotonic() + args.timeout)
+        if warm.failures:
+            raise BenchmarkError(f"warm-up failed ({warm.statuses}): {warm.first_failure}")
+        print(f"timed phase: {args.requests} requests", flush=True)
+        load = run_load(server.port, token, bodies[WARMUP_REQUESTS:], args.concurrency,
+                        time.monotonic() + args.timeout, server_pgid=server.pgid)
+    finally:
+        server.stop()
+    alarms = server_alarms(log_path)
+
+    # The server is gone: the signing baseline has the CPU to itself.
+    hsm = load_config(home).hsm
+    print("raw HSM signing rate, 1 process", flush=True)
+    count, elapsed = sign_loop(hsm, args.hsm_seconds)
+    sign_1p = count / elapsed
+    print(f"raw HSM signing rate, {args.workers} processes", flush=True)
+    sign_np = parallel_sign_rate(hsm, args.workers, args.hsm_seconds)
+
+    report(args, load, sign_1p, sign_np, alarms)
+    return 1 if load.failures else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="sceau-bench-"))
+    try:
+        return benchmark(args, workdir)
+    except BenchmarkError as exc:
+        print(f"benchmark error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if args.keep_home:
+            print(f"kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
