@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import http.client
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -34,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
@@ -73,12 +74,15 @@ PROOFS = 16
 FAILURE_BODY_CHARS = 2000
 LOG_EXCERPT_LINES = 20
 # Lines of the server log worth reporting: tracebacks, errors, SQLite lock waits that gave
-# up, and gunicorn killing or restarting workers.
+# up, and gunicorn killing workers. Read only up to our own SIGTERM, after which gunicorn
+# logs "Worker exiting" as a matter of course.
 LOG_ALARMS = re.compile(
     r"Traceback|\bERROR\b|\bCRITICAL\b|database is locked|WORKER TIMEOUT|Worker exiting"
-    r"|Booting worker|was sent SIG",
+    r"|was sent SIG",
     re.IGNORECASE,
 )
+# Each worker boots once at start; one more boot means gunicorn replaced a dead worker.
+BOOTING = "Booting worker"
 
 # The identity a platform vouches for (delegated method): verified at once, reusable for
 # any number of certificates. A copy of tests/helpers.py NATURAL, which this script, run
@@ -143,8 +147,18 @@ class Server:
         with self.log_path.open("wb") as log:
             # The child keeps its own descriptor of the log; ours can close.
             self.proc = subprocess.Popen(
-                [str(SCEAU), "--home", str(self.home), "serve", "--host", HOST,
-                 "--port", str(self.port), "--workers", str(self.workers)],
+                [
+                    str(SCEAU),
+                    "--home",
+                    str(self.home),
+                    "serve",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(self.workers),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -340,8 +354,7 @@ def run_load(
     # Daemon threads: an interrupted run must not wait for them to exit; stopping the
     # server breaks their connections anyway.
     threads = [
-        threading.Thread(target=client, name=f"client-{i}", daemon=True)
-        for i in range(concurrency)
+        threading.Thread(target=client, name=f"client-{i}", daemon=True) for i in range(concurrency)
     ]
     server_cpu = group_cpu_seconds(server_pgid) if server_pgid is not None else None
     client_cpu = time.process_time()
@@ -425,8 +438,8 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile (the value below which `fraction` of the samples fall)."""
     if not sorted_values:
         return float("nan")
-    rank = max(1, round(fraction * len(sorted_values) + 0.4999999))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[rank - 1]
 
 
 def machine_info() -> list[str]:
@@ -448,12 +461,16 @@ def machine_info() -> list[str]:
     ]
 
 
-def server_alarms(log_path: Path) -> list[str]:
+def server_alarms(log_path: Path, until: int, workers: int) -> list[str]:
+    """Alarming lines of the first `until` bytes of the log, worker restarts included."""
     try:
-        lines = log_path.read_text(errors="replace").splitlines()
+        with log_path.open("rb") as log:
+            lines = log.read(until).decode(errors="replace").splitlines()
     except OSError:
         return []
-    return [line for line in lines if LOG_ALARMS.search(line)]
+    alarms = [line for line in lines if LOG_ALARMS.search(line)]
+    restarts = [line for line in lines if BOOTING in line][workers:]
+    return alarms + [f"(worker restart) {line}" for line in restarts]
 
 
 def report(
@@ -464,9 +481,9 @@ def report(
     alarms: list[str],
 ) -> None:
     latencies = sorted(load.latencies)
-    ms = [
-        percentile(latencies, q) * 1000 for q in (0.50, 0.90, 0.99)
-    ] + [(latencies[-1] if latencies else float("nan")) * 1000]
+    ms = [percentile(latencies, q) * 1000 for q in (0.50, 0.90, 0.99)] + [
+        (latencies[-1] if latencies else float("nan")) * 1000
+    ]
     mean_ms = statistics.fmean(latencies) * 1000 if latencies else float("nan")
     ratio = load.rate / sign_np if sign_np else float("nan")
     print()
@@ -497,8 +514,10 @@ def report(
             f"cpu              server {server}, this client "
             f"{load.client_cpu:.1f} s ({load.client_cpu / load.wall:.2f} cores)"
         )
-    print(f"raw HSM signing  1 process: {sign_1p:.0f}/s, "
-          f"{args.workers} processes: {sign_np:.0f}/s  (sign_digest, {args.hsm_seconds:.0f} s each)")
+    print(
+        f"raw HSM signing  1 process: {sign_1p:.0f}/s, {args.workers} processes: "
+        f"{sign_np:.0f}/s  (sign_digest, {args.hsm_seconds:.0f} s each)"
+    )
     print(f"ratio            issuance / raw {args.workers}-process signing = {ratio:.3f}")
     if load.first_failure is not None:
         print()
@@ -520,7 +539,7 @@ def report(
 # -- main -----------------------------------------------------------------------------------
 
 
-def positive(low: int, high: int) -> Any:
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = int(text)
         if not low <= value <= high:
@@ -532,18 +551,41 @@ def positive(low: int, high: int) -> Any:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--requests", type=positive(1, 100_000), default=2000,
-                        help="timed issuance requests (default 2000)")
-    parser.add_argument("--concurrency", type=positive(1, 256), default=16,
-                        help="concurrent clients, one connection each (default 16)")
-    parser.add_argument("--workers", type=positive(1, 16), default=2,
-                        help="gunicorn workers, and processes of the HSM baseline (default 2)")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="give up sending after this many seconds of the timed phase")
-    parser.add_argument("--hsm-seconds", type=float, default=3.0,
-                        help="duration of each raw HSM signing measurement (default 3)")
-    parser.add_argument("--keep-home", action="store_true",
-                        help="keep the temporary home and server log, and print where")
+    parser.add_argument(
+        "--requests",
+        type=bounded_int(1, 100_000),
+        default=2000,
+        help="timed issuance requests (default 2000)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=bounded_int(1, 256),
+        default=16,
+        help="concurrent clients, one connection each (default 16)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=bounded_int(1, 16),
+        default=2,
+        help="gunicorn workers, and processes of the HSM baseline (default 2)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="give up sending after this many seconds of the timed phase",
+    )
+    parser.add_argument(
+        "--hsm-seconds",
+        type=float,
+        default=3.0,
+        help="duration of each raw HSM signing measurement (default 3)",
+    )
+    parser.add_argument(
+        "--keep-home",
+        action="store_true",
+        help="keep the temporary home and server log, and print where",
+    )
     return parser.parse_args(argv)
 
 
@@ -564,16 +606,29 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
         proofs = create_proofs(server.port, token, PROOFS)
         bodies = issuance_bodies(WARMUP_REQUESTS + args.requests, proofs)
         print(f"{len(proofs)} identity proofs, {len(bodies)} CSRs ready; warming up", flush=True)
-        warm = run_load(server.port, token, bodies[:WARMUP_REQUESTS], args.concurrency,
-                        time.monotonic() + args.timeout)
+        warm = run_load(
+            server.port,
+            token,
+            bodies[:WARMUP_REQUESTS],
+            args.concurrency,
+            time.monotonic() + args.timeout,
+        )
         if warm.failures:
             raise BenchmarkError(f"warm-up failed ({warm.statuses}): {warm.first_failure}")
         print(f"timed phase: {args.requests} requests", flush=True)
-        load = run_load(server.port, token, bodies[WARMUP_REQUESTS:], args.concurrency,
-                        time.monotonic() + args.timeout, server_pgid=server.pgid)
+        load = run_load(
+            server.port,
+            token,
+            bodies[WARMUP_REQUESTS:],
+            args.concurrency,
+            time.monotonic() + args.timeout,
+            server_pgid=server.pgid,
+        )
     finally:
+        # Where the run ends and our shutdown begins, in the log.
+        log_size = log_path.stat().st_size if log_path.exists() else 0
         server.stop()
-    alarms = server_alarms(log_path)
+    alarms = server_alarms(log_path, log_size, args.workers)
 
     # The server is gone: the signing baseline has the CPU to itself.
     hsm = load_config(home).hsm
