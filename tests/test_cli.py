@@ -23,8 +23,9 @@ def test_init_client_and_audit_verify(tmp_path: Path, softhsm_conf: Path) -> Non
     code, out, _ = sceau(home, "init")
     assert code == 0 and "nothing changed" in out
 
-    code, out, _ = sceau(home, "client", "add", "acme-sign", "--profile", "person-lcp",
-                         "--profile", "seal-lcp")
+    code, out, _ = sceau(
+        home, "client", "add", "acme-sign", "--profile", "person-lcp", "--profile", "seal-lcp"
+    )
     assert code == 0
     token = out.strip().splitlines()[-1]
     assert token.startswith("sceau_") and len(token) > 40
