@@ -160,4 +160,4 @@ def install_common(app: Flask, service: str, *, max_body_bytes: int, schema: str
 
     @app.get("/metrics", endpoint="metrics")
     def _metrics() -> Response:
-        return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)

@@ -25,6 +25,7 @@ import math
 import multiprocessing
 import os
 import platform
+import queue
 import re
 import shutil
 import signal
@@ -38,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Barrier
+from multiprocessing.synchronize import Barrier, Lock
 from pathlib import Path
 from typing import Any
 
@@ -218,10 +219,10 @@ class Server:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU time of the live processes of a process group (Linux /proc)."""
+def group_cpu_seconds(pgid: int) -> dict[int, float]:
+    """User + system CPU seconds of each live process of a process group (Linux /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    seconds = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             raw = stat.read_text()
@@ -230,8 +231,8 @@ def group_cpu_seconds(pgid: int) -> float:
         # Fields after "(comm)": state ppid pgrp ... utime (14th field) stime (15th).
         rest = raw[raw.rindex(")") + 2 :].split()
         if int(rest[2]) == pgid:
-            total += int(rest[11]) + int(rest[12])
-    return total / tick
+            seconds[int(stat.parent.name)] = (int(rest[11]) + int(rest[12])) / tick
+    return seconds
 
 
 # -- the API client -----------------------------------------------------------------------
@@ -297,7 +298,10 @@ class LoadResult:
     unsent: int = 0  # left when the deadline passed
     wall: float = 0.0
     client_cpu: float = 0.0
-    server_cpu: float | None = None
+    # CPU seconds each server process (gunicorn master, workers) spent in the phase:
+    # shows whether the load reached every worker.
+    server_cpu: dict[int, float] = field(default_factory=dict)
+    server_master: int | None = None  # the group leader; the others are workers
 
     @property
     def rate(self) -> float:
@@ -356,7 +360,7 @@ def run_load(
     threads = [
         threading.Thread(target=client, name=f"client-{i}", daemon=True) for i in range(concurrency)
     ]
-    server_cpu = group_cpu_seconds(server_pgid) if server_pgid is not None else None
+    server_cpu = group_cpu_seconds(server_pgid) if server_pgid is not None else {}
     client_cpu = time.process_time()
     started = time.perf_counter()
     for thread in threads:
@@ -366,8 +370,10 @@ def run_load(
         thread.join(timeout=max(0.0, deadline - time.monotonic()) + REQUEST_TIMEOUT + 5)
     result.wall = time.perf_counter() - started
     result.client_cpu = time.process_time() - client_cpu
-    if server_pgid is not None and server_cpu is not None:
-        result.server_cpu = group_cpu_seconds(server_pgid) - server_cpu
+    if server_pgid is not None:
+        result.server_master = server_pgid
+        after = group_cpu_seconds(server_pgid)
+        result.server_cpu = {pid: after[pid] - server_cpu.get(pid, 0.0) for pid in after}
     with lock:
         done = len(result.latencies) + result.failures
         result.unsent = len(bodies) - done
@@ -380,14 +386,20 @@ def run_load(
 # -- the HSM baseline ---------------------------------------------------------------------
 
 
-def sign_loop(hsm: HsmConfig, seconds: float, start: Barrier | None = None) -> tuple[int, float]:
+def sign_loop(
+    hsm: HsmConfig, seconds: float, start: Barrier | None = None, opening: Lock | None = None
+) -> tuple[int, float]:
     """Sign a SHA-384-sized digest with the issuing CA key for `seconds`; (count, elapsed)."""
     keys = KeyStore(hsm)
     scheme = default_scheme(CA_KEY_ALGORITHM)
     digest = os.urandom(scheme.hash.digest_size)
     try:
-        # Opening the session, logging in and finding the key happen here, untimed.
-        keys.sign_digest(CA_KEY, digest, scheme)
+        # Loading the module, logging in and finding the key happen here, untimed, one
+        # process at a time: SoftHSM2 2.6 rewrites token.object at login, and a process
+        # initialising at that moment may read it half-written and not see the token at
+        # all (NoSuchToken, CKR_GENERAL_ERROR; SoftHSMv2 issue #757).
+        with opening if opening is not None else contextlib.nullcontext():
+            keys.sign_digest(CA_KEY, digest, scheme)
         if start is not None:
             start.wait(timeout=60)
         count = 0
@@ -401,34 +413,61 @@ def sign_loop(hsm: HsmConfig, seconds: float, start: Barrier | None = None) -> t
         keys.close()
 
 
+# A child's (signatures, seconds), or why it failed.
+SignOutcome = tuple[int, float] | str
+
+
 def _sign_child(
-    hsm: HsmConfig, seconds: float, start: Barrier, results: Queue[tuple[int, float]]
+    hsm: HsmConfig, seconds: float, start: Barrier, opening: Lock, results: Queue[SignOutcome]
 ) -> None:
-    results.put(sign_loop(hsm, seconds, start))
+    try:
+        results.put(sign_loop(hsm, seconds, start, opening))
+    except Exception as exc:
+        start.abort()  # the others stop waiting for this one
+        results.put(f"{type(exc).__name__}: {exc}")
 
 
 def parallel_sign_rate(hsm: HsmConfig, processes: int, seconds: float) -> float:
     """Signatures per second of `processes` processes signing at once, each with its own
     KeyStore and PKCS#11 session, as each gunicorn worker has."""
-    # spawn, not fork: each child loads SoftHSM2 afresh, as a server worker starts clean.
+    # spawn, not fork: each child loads SoftHSM2 afresh, as a gunicorn worker does (the
+    # master never loads it).
     ctx = multiprocessing.get_context("spawn")
-    start = ctx.Barrier(processes)
-    results: Queue[tuple[int, float]] = ctx.Queue()
+    start, opening = ctx.Barrier(processes), ctx.Lock()
+    results: Queue[SignOutcome] = ctx.Queue()
     children = [
-        ctx.Process(target=_sign_child, args=(hsm, seconds, start, results), daemon=True)
+        ctx.Process(target=_sign_child, args=(hsm, seconds, start, opening, results), daemon=True)
         for _ in range(processes)
     ]
     for child in children:
         child.start()
+    outcomes: list[SignOutcome] = []
+    deadline = time.monotonic() + seconds + 120
     try:
-        outcomes = [results.get(timeout=seconds + 120) for _ in children]
+        while len(outcomes) < processes:
+            try:
+                outcomes.append(results.get(timeout=1))
+            except queue.Empty:
+                # A child killed outright (a crash in the PKCS#11 library) reports nothing.
+                crashed = [c.exitcode for c in children if c.exitcode not in (None, 0)]
+                if crashed or time.monotonic() > deadline:
+                    raise BenchmarkError(
+                        f"HSM signing children: exit codes {crashed}, {len(outcomes)} answers"
+                    ) from None
     finally:
         for child in children:
             child.join(timeout=30)
             if child.is_alive():
                 child.kill()
+    errors = [o for o in outcomes if isinstance(o, str)]
+    if errors:
+        # The child that failed first says why; the others only saw the barrier break.
+        errors.sort(key=lambda e: e.startswith("BrokenBarrierError"))
+        raise BenchmarkError(f"HSM signing in {processes} processes failed: {errors[0]}")
     # Every child signed over nearly the same window (the barrier): rates add up.
-    return sum(count / elapsed for count, elapsed in outcomes)
+    return sum(
+        count / elapsed for count, elapsed in (o for o in outcomes if not isinstance(o, str))
+    )
 
 
 # -- the report ---------------------------------------------------------------------------
@@ -505,13 +544,14 @@ def report(
         f"max {ms[3]:.1f}  mean {mean_ms:.1f}"
     )
     if load.wall > 0:
-        server = (
-            f"{load.server_cpu:.1f} s ({load.server_cpu / load.wall:.2f} cores)"
-            if load.server_cpu is not None
-            else "unknown"
+        total = sum(load.server_cpu.values())
+        workers = sorted(
+            (cpu for pid, cpu in load.server_cpu.items() if pid != load.server_master),
+            reverse=True,
         )
         print(
-            f"cpu              server {server}, this client "
+            f"cpu              server {total:.1f} s ({total / load.wall:.2f} cores; per worker "
+            f"{', '.join(f'{cpu:.1f}' for cpu in workers) or 'unknown'} s), this client "
             f"{load.client_cpu:.1f} s ({load.client_cpu / load.wall:.2f} cores)"
         )
     print(
