@@ -62,6 +62,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             self.cfg.set("threads", args.threads)
             self.cfg.set("accesslog", "-" if args.access_log else None)
             self.cfg.set("timeout", 60)
+            # gunicorn's control socket defaults to one path per user
+            # ($HOME/.gunicorn): two dev servers would take each other's.
+            self.cfg.set("control_socket", str(home / "gunicorn.ctl"))
 
         def load(self) -> Any:
             # Runs in each worker after fork: every worker opens its own PKCS#11 session.

@@ -6,11 +6,15 @@ and runs with fsync off: it is fast and disposable, never a model for production
 PostgreSQL refuses to run as root. When the tests run as root (CI, the dev machine),
 initdb and pg_ctl run as the system user ``postgres`` through ``runuser -u postgres --``;
 Debian's postgresql package creates that user, and it is created here if absent.
-Because that user cannot reach root's 0700 pytest temp directories, the cluster then
-lives in a fresh ``tempfile.mkdtemp(prefix="sceau-pg-")`` (mode 0755, owned by postgres)
-rather than under ``base``. As any other user, it lives under ``base`` unless the socket
-path would be too long for a Unix socket, in which case it also uses a fresh temp dir.
-Either way ``stop()`` removes it.
+Because that user cannot reach root's 0700 pytest temp directories, the cluster lives
+in a fresh ``tempfile.mkdtemp(prefix="sceau-pg-")`` (mode 0755, owned by the server's
+user), not under the ``base`` given to ``start_cluster``; that also keeps the socket
+path short (a Unix socket path has at most 107 bytes). ``stop()`` removes it.
+
+pg_ctl detaches the server into its own session, so a test run that is killed (SIGKILL,
+a CI timeout, Ctrl-C during teardown) leaves it running. Each cluster therefore records
+the process that started it, and ``start_cluster`` first stops and removes every
+``sceau-pg-*`` cluster whose starting process is gone.
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ from psycopg import sql
 PG_ROOT = Path("/usr/lib/postgresql")
 SUPERUSER = "sceau"
 RUN_AS = "postgres"  # the system user that runs the server when we are root
-# sun_path is 108 bytes on Linux; the server adds "/.s.PGSQL.<port>" (+ ".lock").
-_MAX_SOCKET_DIR = 80
+_PREFIX = "sceau-pg-"
+_OWNER_FILE = "owner"  # "<pid> <start time>" of the process that started the cluster
 
 
 class PgClusterError(RuntimeError):
@@ -119,8 +123,9 @@ def find_pg_bin() -> Path | None:
 def start_cluster(base: Path) -> PgCluster:
     """Create and start a throwaway cluster; the caller must call ``stop()``.
 
-    ``base`` is where the cluster lives when not running as root (see the module
-    docstring for where it lives as root).
+    ``base`` is not used: the cluster lives in a fresh directory of the system temp dir
+    (see the module docstring). The parameter stays so that callers can hand over a
+    pytest temp dir should that ever become possible.
     """
     bin_dir = find_pg_bin()
     if bin_dir is None:
@@ -130,7 +135,10 @@ def start_cluster(base: Path) -> PgCluster:
         )
 
     run_as = _server_user() if os.geteuid() == 0 else None
-    root = _cluster_root(base, as_root=run_as is not None)
+    _reap_orphans(bin_dir, run_as)
+    root = Path(tempfile.mkdtemp(prefix=_PREFIX))
+    (root / _OWNER_FILE).write_text(_process_id(os.getpid()) or "", encoding="ascii")
+    root.chmod(0o755)  # the server's user must traverse it to reach data/ and socket/
     datadir = root / "data"
     socket_dir = root / "socket"
     socket_dir.mkdir(mode=0o755)
@@ -242,16 +250,39 @@ def _server_user() -> str:
     return RUN_AS
 
 
-def _cluster_root(base: Path, *, as_root: bool) -> Path:
-    if not as_root:
-        base.mkdir(parents=True, exist_ok=True)
-        root = Path(tempfile.mkdtemp(prefix="pg-", dir=base))
-        if len(str(root / "socket")) <= _MAX_SOCKET_DIR:
-            return root
-        root.rmdir()
-    root = Path(tempfile.mkdtemp(prefix="sceau-pg-"))
-    root.chmod(0o755)  # the parent of the data directory must be traversable by postgres
-    return root
+def _process_id(pid: int) -> str | None:
+    """ "<pid> <start time>": names a process unambiguously even if its pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    # Field 22 is the start time; the command name (field 2) may hold spaces and ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return f"{pid} {fields[19]}"
+
+
+def _reap_orphans(bin_dir: Path, run_as: str | None) -> None:
+    """Stop and remove the clusters of test runs that died without ``stop()``."""
+    for root in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*"):
+        try:
+            owner = (root / _OWNER_FILE).read_text(encoding="ascii").strip()
+            if run_as is None and root.stat().st_uid != os.geteuid():
+                continue  # another user's cluster: not ours to stop
+        except OSError:
+            continue  # being created right now, or not a cluster of ours
+        pid = owner.split()[0] if owner else ""
+        if pid.isdigit() and _process_id(int(pid)) == owner:
+            continue  # its test run is alive
+        orphan = PgCluster(
+            datadir=root / "data",
+            socket_dir=root / "socket",
+            port=0,
+            bin_dir=bin_dir,
+            root=root,
+            run_as=run_as,
+        )
+        with contextlib.suppress(PgClusterError):
+            orphan.stop()
 
 
 def _free_port() -> int:

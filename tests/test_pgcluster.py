@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -39,3 +40,21 @@ def test_cluster_creates_database_and_answers_select_1(tmp_path: Path) -> None:
     assert not cluster.root.exists()
     assert not cluster.datadir.exists()
     cluster.stop()  # idempotent
+
+
+@pytest.mark.postgres
+def test_start_cluster_reaps_the_cluster_of_a_dead_test_run(tmp_path: Path) -> None:
+    orphan = start_cluster(tmp_path)
+    # As if the test run that started it had been killed: pid above any pid_max.
+    (orphan.root / "owner").write_text("999999999 0", encoding="ascii")
+    fresh = start_cluster(tmp_path)
+    try:
+        assert not orphan.root.exists()
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(
+                host=str(orphan.socket_dir), port=orphan.port, user="sceau", dbname="postgres"
+            )
+        fresh.create_database("still_works")
+    finally:
+        fresh.stop()
+        orphan.stop()
