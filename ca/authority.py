@@ -11,7 +11,7 @@ from typing import Any
 
 from asn1crypto import x509 as ax509
 from cryptography import x509
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ca import audit, metrics
@@ -24,7 +24,7 @@ from ca.issuers import IssuerRegistry, LoadedIssuer
 from ca.lints.prelint import lint_tbs
 from ca.profiles import KeyOrigin, Profile, ProfileSet, ProofMethod, SubjectKind
 from ca.store.db import Database
-from ca.store.models import Certificate, IdentityProof
+from ca.store.models import Certificate, IdentityProof, IssuerStatus, OcspResponse
 from ca.subject import subject_emails, subject_name
 from ca.tbs import TbsRequest, Urls, assemble, build_tbs
 
@@ -118,8 +118,11 @@ class CertificateAuthority:
         proof = self._usable_proof(client, profile, proof_id, now)
         subject = subject_name(SubjectKind(proof.subject_kind), proof.id, proof.subject)
         issuer = self.issuers.get(profile.issuer)
+        shards = self.config.crl.shards
         for _attempt in range(SERIAL_ATTEMPTS):
             serial = x509.random_serial_number()
+            # The serial is uniformly random, so its residue spreads certificates evenly.
+            shard = serial % shards if shards > 1 else None
             # 4. Build the TBS from profile and proof; lint exactly these bytes.
             tbs = build_tbs(
                 TbsRequest(
@@ -133,6 +136,7 @@ class CertificateAuthority:
                     subject_alt_emails=subject_emails(proof.subject)
                     if profile.subject_kind is SubjectKind.NATURAL
                     else (),
+                    crl_shard=shard,
                 ),
                 self.urls,
             )
@@ -140,7 +144,9 @@ class CertificateAuthority:
             self._lint_or_refuse(tbs_der, profile, client, proof.id, now)
             # 5. Reserve the serial with the TBS, committed before the HSM signs.
             try:
-                row_id = self._reserve(client, profile, issuer, proof.id, serial, tbs, tbs_der, now)
+                row_id = self._reserve(
+                    client, profile, issuer, proof.id, serial, shard, tbs, tbs_der, now
+                )
             except IntegrityError:
                 continue  # a 159-bit collision: draw again
             # 6. Sign in the HSM. 7. Store as issued and audit, in one transaction.
@@ -215,6 +221,7 @@ class CertificateAuthority:
         issuer: LoadedIssuer,
         proof_id: str,
         serial: int,
+        shard: int | None,
         tbs: ax509.TbsCertificate,
         tbs_der: bytes,
         now: datetime,
@@ -234,6 +241,7 @@ class CertificateAuthority:
                 not_before=validity["not_before"].native,
                 not_after=validity["not_after"].native,
                 created_at=now,
+                crl_shard=shard,
             )
             session.add(row)
             session.flush()
@@ -353,6 +361,14 @@ class CertificateAuthority:
             row.revoked_at = now
             row.revocation_reason = reason
             row.invalidity_date = invalidity_date
+            # Status caches see the change at once: the pre-signed OCSP response goes, and
+            # the issuer's status epoch moves (CRL publisher, OCSP in-process caches).
+            session.execute(
+                delete(OcspResponse).where(
+                    OcspResponse.issuer_id == row.issuer_id, OcspResponse.serial == row.serial
+                )
+            )
+            bump_status_epoch(session, row.issuer_id, now)
             audit.append(
                 session,
                 actor=client.actor,
@@ -392,3 +408,12 @@ def _record(row: Certificate) -> CertificateRecord:
         invalidity_date=row.invalidity_date,
         proof_id=row.proof_id,
     )
+
+
+def bump_status_epoch(session: Any, issuer_id: str, now: datetime) -> None:
+    status = session.get(IssuerStatus, issuer_id)
+    if status is None:
+        session.add(IssuerStatus(issuer_id=issuer_id, epoch=1, changed_at=now))
+    else:
+        status.epoch += 1
+        status.changed_at = now

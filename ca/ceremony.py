@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from asn1crypto import x509 as ax509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -21,7 +20,9 @@ from ca.errors import ConfigError
 from ca.hsm import KeyStore
 from ca.issuers import IssuerRegistry
 from ca.lints.prelint import lint_tbs
-from ca.profiles import Profile, ProfileKind, ProfileSet
+from ca.names import organisation_name
+from ca.profiles import ProfileKind, ProfileSet
+from ca.signers import certify_signer, current_signer, signer_key_algorithm
 from ca.store.db import Database
 from ca.store.models import Issuer
 from ca.tbs import TbsRequest, Urls, assemble, build_tbs
@@ -31,17 +32,6 @@ log = logging.getLogger(__name__)
 
 def ca_key_label(issuer_id: str) -> str:
     return f"sceau-ca-{issuer_id}"
-
-
-def ca_subject(config: SceauConfig, profile: Profile) -> ax509.Name:
-    attributes = {
-        "country_name": config.ca.country,
-        "organization_name": config.ca.organization,
-        "common_name": f"{config.ca.organization} {profile.common_name}",
-    }
-    if config.ca.organization_identifier:
-        attributes["organization_identifier"] = config.ca.organization_identifier
-    return ax509.Name.build(attributes)
 
 
 def _issuing_policies(profiles: ProfileSet, issuer_id: str, arc: str) -> list[str]:
@@ -86,7 +76,7 @@ def run_ceremony(
         spki = public_key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        subject = ca_subject(config, profile)
+        subject = organisation_name(config, profile.common_name)
         policies = (
             [] if parent is None else _issuing_policies(profiles, issuer_id, config.ca.policy_arc)
         )
@@ -136,4 +126,28 @@ def run_ceremony(
             )
         registry.reload()
         done.append(f"certificate for {issuer_id}: {subject.human_friendly}")
+    done += _ensure_signers(config, db, keys, profiles, now=now, actor=actor)
+    return done
+
+
+def _ensure_signers(
+    config: SceauConfig,
+    db: Database,
+    keys: KeyStore,
+    profiles: ProfileSet,
+    *,
+    now: datetime,
+    actor: str,
+) -> list[str]:
+    """The TSU (certified by its profile's issuer) and one OCSP responder per CA."""
+    tsu = profiles.signer_profile(ProfileKind.TSU)
+    responder = profiles.signer_profile(ProfileKind.OCSP_RESPONDER)
+    wanted = [(tsu, tsu.issuer)] + [(responder, p.issuer) for p in profiles.ca_profiles()]
+    done = []
+    for profile, issuer_id in wanted:
+        current = current_signer(db, profile.kind, issuer_id, now)
+        # A changed [tsa] key_algorithm takes effect here, with a new key and certificate.
+        if current is None or current.key_algorithm != signer_key_algorithm(config, profile):
+            signer = certify_signer(config, db, keys, profile, issuer_id, now=now, actor=actor)
+            done.append(f"{profile.kind} certificate from {issuer_id} (key {signer.key_label})")
     return done

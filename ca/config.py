@@ -75,6 +75,26 @@ class RegistrationConfig:
 
 
 @dataclass(frozen=True)
+class TsaConfig:
+    # Key algorithm of the timestamping unit, one of the tsu profile's key_algorithms. A
+    # change takes effect at the next `sceau init` with a new key and certificate.
+    key_algorithm: str = "ec-p256"
+
+
+@dataclass(frozen=True)
+class OcspConfig:
+    pass
+
+
+@dataclass(frozen=True)
+class CrlConfig:
+    # Partitions per issuing CA. Each certificate's CRL distribution point names its shard,
+    # fixed at issuance, so lowering this later leaves issued certificates pointing at
+    # shards that must still be published.
+    shards: int = 1
+
+
+@dataclass(frozen=True)
 class LintConfig:
     # pkilint finding codes accepted instead of refusing issuance. Only for development:
     # `sceau init` lists the ones a loopback base URL provokes (etsi.internal_domain_name...).
@@ -90,6 +110,9 @@ class SceauConfig:
     ca: CaConfig
     registration: RegistrationConfig
     lint: LintConfig
+    tsa: TsaConfig = TsaConfig()
+    ocsp: OcspConfig = OcspConfig()
+    crl: CrlConfig = CrlConfig()
     so_pin: str = field(default="", repr=False)
 
 
@@ -139,7 +162,17 @@ def load_config(home: Path | None = None) -> SceauConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     for name in raw:
-        if name not in {"service", "database", "hsm", "ca", "registration", "lint"}:
+        if name not in {
+            "service",
+            "database",
+            "hsm",
+            "ca",
+            "registration",
+            "lint",
+            "tsa",
+            "ocsp",
+            "crl",
+        }:
             raise ConfigError(f"{CONFIG_FILE}: unknown section [{name}]")
     hsm_section: HsmSection = _section(HsmSection, raw, "hsm")
     secrets = read_secrets(home / SECRETS_FILE)
@@ -163,5 +196,8 @@ def load_config(home: Path | None = None) -> SceauConfig:
         ca=_section(CaConfig, raw, "ca"),
         registration=_section(RegistrationConfig, raw, "registration"),
         lint=_section(LintConfig, raw, "lint"),
+        tsa=_section(TsaConfig, raw, "tsa"),
+        ocsp=_section(OcspConfig, raw, "ocsp"),
+        crl=_section(CrlConfig, raw, "crl"),
         so_pin=secrets.get("hsm_so_pin", ""),
     )

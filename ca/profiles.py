@@ -25,6 +25,17 @@ class ProfileKind(StrEnum):
     ROOT = "root"
     ISSUING_CA = "issuing-ca"
     SUBSCRIBER = "subscriber"
+    # Delegated signers of ours, certified by a CA at the ceremony and on renewal:
+    TSU = "tsu"  # a timestamping unit (RFC 3161)
+    OCSP_RESPONDER = "ocsp-responder"  # one per CA (RFC 6960 delegated responder)
+
+    @property
+    def is_ca(self) -> bool:
+        return self in {ProfileKind.ROOT, ProfileKind.ISSUING_CA}
+
+    @property
+    def is_signer(self) -> bool:
+        return self in {ProfileKind.TSU, ProfileKind.OCSP_RESPONDER}
 
 
 class SubjectKind(StrEnum):
@@ -103,8 +114,16 @@ class Profile:
     approvals_required: int = 1
     qscd: bool = False
     path_length: int | None = None  # CA profiles only
-    common_name: str = ""  # CA profiles only: the CA's own CN
+    common_name: str = ""  # CA and signer profiles: the CN (after the organisation name)
     qc: QcStatements = QcStatements()
+    # Extended key usage, as asn1crypto names or dotted OIDs; RFC 3161 2.3 wants the TSU's
+    # id-kp-timeStamping alone and critical, EN 319 412-2 GEN-4.3.10-1 non-critical elsewhere.
+    extended_key_usage: tuple[str, ...] = ()
+    eku_critical: bool = False
+    ocsp_nocheck: bool = False  # RFC 6960 4.2.2.2.1: a responder certificate is not checked
+    # AIA and CRL distribution point; EN 319 412-2 GEN-4.3.11-1A and GEN-4.4.1-1 exempt
+    # OCSP responder certificates from both.
+    status_pointers: bool = True
 
     def policy_oid_list(self, policy_arc: str) -> list[str]:
         own = [f"{policy_arc}.{self.own_policy}"] if policy_arc and self.own_policy else []
@@ -134,7 +153,7 @@ def _convert(name: str, raw: dict[str, Any]) -> dict[str, Any]:
                 out[key] = SubjectKind(value)
             elif key == "hsm_key_algorithm":
                 out[key] = KeyAlgorithm(value)
-            elif key == "policy_oids":
+            elif key in {"policy_oids", "extended_key_usage"}:
                 out[key] = tuple(value)
             elif key == "qc":
                 unknown = set(value) - {f.name for f in fields(QcStatements)}
@@ -179,11 +198,16 @@ def _check(p: Profile) -> None:
             raise ConfigError(f"{where}: unknown QcType {p.qc.type!r}")
         if p.qc.semantics and p.qc.semantics not in set(SemanticsId):
             raise ConfigError(f"{where}: unknown semantics identifier {p.qc.semantics!r}")
-    else:
+    elif p.kind.is_ca:
         if KeyUsageBit.KEY_CERT_SIGN not in p.key_usage or not p.common_name:
             raise ConfigError(f"{where}: a CA profile needs key_cert_sign and common_name")
         if len(p.key_algorithms) != 1:
             raise ConfigError(f"{where}: a CA profile names exactly one key algorithm")
+    else:
+        if p.key_usage != {KeyUsageBit.DIGITAL_SIGNATURE} or not p.extended_key_usage:
+            raise ConfigError(f"{where}: a signer certificate has digitalSignature and an EKU")
+        if p.hsm_key_algorithm not in p.key_algorithms or not p.common_name:
+            raise ConfigError(f"{where}: a signer profile needs hsm_key_algorithm, common_name")
     if not 0 < p.validity_days <= 36525:
         raise ConfigError(f"{where}: validity_days out of range")
 
@@ -210,9 +234,9 @@ class ProfileSet:
     @classmethod
     def load(cls, directory: Path = PROFILES_DIR) -> ProfileSet:
         loaded = {ProfileId(p.stem): load_profile(p) for p in sorted(directory.glob("*.toml"))}
-        issuers = {p.issuer for p in loaded.values() if p.kind is not ProfileKind.SUBSCRIBER}
+        issuers = {p.issuer for p in loaded.values() if p.kind.is_ca}
         for p in loaded.values():
-            if p.kind is ProfileKind.SUBSCRIBER and p.issuer not in issuers:
+            if p.kind in {ProfileKind.SUBSCRIBER, ProfileKind.TSU} and p.issuer not in issuers:
                 raise ConfigError(f"profile {p.id}: issuer {p.issuer!r} has no CA profile")
         return cls(loaded)
 
@@ -227,8 +251,14 @@ class ProfileSet:
 
     def ca_profiles(self) -> list[Profile]:
         """CA profiles, the root first, so that a key ceremony can walk them in order."""
-        cas = [p for p in self.profiles.values() if p.kind is not ProfileKind.SUBSCRIBER]
+        cas = [p for p in self.profiles.values() if p.kind.is_ca]
         return sorted(cas, key=lambda p: (p.kind is not ProfileKind.ROOT, p.id))
+
+    def signer_profile(self, kind: ProfileKind) -> Profile:
+        for p in self.profiles.values():
+            if p.kind is kind:
+                return p
+        raise ConfigError(f"no {kind} profile under policies/profiles")
 
     def ca_profile(self, issuer: IssuerId) -> Profile:
         for p in self.ca_profiles():

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from asn1crypto import core, keys, x509
 
 from ca.algorithms import SignatureScheme, default_scheme
-from ca.profiles import KeyUsageBit, Profile, ProfileKind
+from ca.profiles import KeyUsageBit, Profile
 from ca.qcstatements import OID_QC_STATEMENTS, encode_qc_statements
 
 ANY_POLICY = "2.5.29.32.0"
@@ -29,8 +29,10 @@ class Urls:
     def ca_cert(self, issuer: str) -> str:
         return f"{self.base}/certs/{issuer}.crt"
 
-    def crl(self, issuer: str) -> str:
-        return f"{self.base}/crl/{issuer}.crl"
+    def crl(self, issuer: str, shard: int | None = None) -> str:
+        """The full CRL, or one shard's partition (``persons-3.crl``) when CRLs are sharded."""
+        name = issuer if shard is None else f"{issuer}-{shard}"
+        return f"{self.base}/crl/{name}.crl"
 
     def ocsp(self) -> str:
         return f"{self.base}/ocsp"
@@ -63,6 +65,7 @@ class TbsRequest:
     policy_oids: list[str]
     issuer: IssuerInfo | None  # None: self-signed root
     subject_alt_emails: tuple[str, ...] = ()
+    crl_shard: int | None = None  # fixed at issuance; None = the issuer's full CRL
 
 
 def key_identifier(spki_der: bytes) -> bytes:
@@ -111,7 +114,7 @@ def build_tbs(req: TbsRequest, urls: Urls) -> x509.TbsCertificate:
     if issuer is not None:
         # A certificate never outlives its issuer's certificate.
         not_after = min(not_after, issuer.not_after)
-    is_ca = profile.kind is not ProfileKind.SUBSCRIBER
+    is_ca = profile.kind.is_ca
 
     extensions: list[x509.Extension] = []
     if is_ca:
@@ -131,7 +134,17 @@ def build_tbs(req: TbsRequest, urls: Urls) -> x509.TbsCertificate:
     # which RFC 5280 allows and path builders use when several roots share a name).
     authority_key_id = issuer.key_id if issuer else subject_key_id
     extensions.append(_ext("authority_key_identifier", {"key_identifier": authority_key_id}))
-    if issuer is not None:
+    if profile.extended_key_usage:
+        extensions.append(
+            _ext(
+                "extended_key_usage",
+                list(profile.extended_key_usage),
+                critical=profile.eku_critical,
+            )
+        )
+    if profile.ocsp_nocheck:
+        extensions.append(_ext("ocsp_no_check", None))
+    if issuer is not None and profile.status_pointers:
         extensions.append(
             _ext(
                 "authority_information_access",
@@ -147,11 +160,11 @@ def build_tbs(req: TbsRequest, urls: Urls) -> x509.TbsCertificate:
         extensions.append(
             _ext(
                 "crl_distribution_points",
-                [{"distribution_point": {"full_name": [_uri(urls.crl(issuer.id))]}}],
+                [{"distribution_point": {"full_name": [_uri(urls.crl(issuer.id, req.crl_shard))]}}],
             )
         )
-        if req.policy_oids:
-            extensions.append(_ext("certificate_policies", _policies(req, urls, issuer.id)))
+    if issuer is not None and req.policy_oids:
+        extensions.append(_ext("certificate_policies", _policies(req, urls, issuer.id)))
     if req.subject_alt_emails:
         extensions.append(
             _ext(

@@ -80,6 +80,15 @@ policy_arc = ""
 [registration]
 proof_max_age_days = 90
 
+[tsa]
+# Timestamping unit key: ec-p256, ec-p384, rsa-3072 or rsa-4096 (a change gives a new key
+# and certificate at the next `sceau init`).
+key_algorithm = "ec-p256"
+
+[crl]
+# CRL partitions per issuing CA, fixed in each certificate at issuance.
+shards = 1
+
 [lint]
 # pkilint findings accepted instead of refusing issuance (development base URL only).
 accept_findings = [{accept}]

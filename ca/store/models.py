@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -119,6 +120,8 @@ class Certificate(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     revocation_reason: Mapped[str | None] = mapped_column(String(32))
     invalidity_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The CRL partition named in the certificate's CRL distribution point (None: the full CRL).
+    crl_shard: Mapped[int | None] = mapped_column(Integer)
 
 
 class AuditEvent(Base):
@@ -143,3 +146,88 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class Signer(Base):
+    """A delegated signing certificate of ours (a TSU, an OCSP responder), its key in the token.
+
+    Several rows per (kind, issuer) accumulate over renewals; the newest valid one signs.
+    """
+
+    __tablename__ = "signers"
+    __table_args__ = (Index("ix_signers_kind_issuer", "kind", "issuer_id", "not_after"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # ProfileKind value: "tsu", "ocsp-responder"
+    issuer_id: Mapped[str] = mapped_column(ForeignKey("issuers.id"))
+    key_label: Mapped[str] = mapped_column(String(128))
+    key_algorithm: Mapped[str] = mapped_column(String(16))
+    serial: Mapped[str] = mapped_column(String(40))
+    certificate: Mapped[bytes] = mapped_column(LargeBinary)
+    not_before: Mapped[datetime] = mapped_column(UtcDateTime)
+    not_after: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class IssuerStatus(Base):
+    """Per CA, a counter bumped in the same transaction as every revocation: OCSP caches and
+    the CRL publisher compare it with what they last saw to act within a second."""
+
+    __tablename__ = "issuer_status"
+    issuer_id: Mapped[str] = mapped_column(ForeignKey("issuers.id"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Timestamp(Base):
+    """Every RFC 3161 token issued (what an auditor lists), written in batches."""
+
+    __tablename__ = "timestamps"
+    __table_args__ = (Index("ix_timestamps_gen_time", "gen_time"),)
+    serial: Mapped[str] = mapped_column(String(40), primary_key=True)  # hex, unique per TSA
+    gen_time: Mapped[datetime] = mapped_column(UtcDateTime)
+    hash_algorithm: Mapped[str] = mapped_column(String(16))
+    imprint: Mapped[str] = mapped_column(String(128))  # hex
+    policy: Mapped[str] = mapped_column(String(128))
+    client: Mapped[str | None] = mapped_column(String(64))
+    signer_id: Mapped[int] = mapped_column(ForeignKey("signers.id"))
+
+
+class Crl(Base):
+    """Every CRL ever published, kept for the auditors; the newest per (issuer, shard) is served."""
+
+    __tablename__ = "crls"
+    __table_args__ = (
+        UniqueConstraint("issuer_id", "shard", "number", name="uq_crls_issuer_shard_number"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    issuer_id: Mapped[str] = mapped_column(ForeignKey("issuers.id"))
+    shard: Mapped[int] = mapped_column(Integer)  # -1: the full CRL; 0..N-1: a partition
+    number: Mapped[int] = mapped_column(BigInteger)
+    this_update: Mapped[datetime] = mapped_column(UtcDateTime)
+    next_update: Mapped[datetime] = mapped_column(UtcDateTime)
+    entries: Mapped[int] = mapped_column(Integer)
+    status_epoch: Mapped[int] = mapped_column(BigInteger)  # IssuerStatus.epoch it reflects
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class OcspResponse(Base):
+    """Pre-signed OCSP responses (no nonce). A revocation deletes the row in its transaction,
+    so the next request signs afresh."""
+
+    __tablename__ = "ocsp_responses"
+    issuer_id: Mapped[str] = mapped_column(ForeignKey("issuers.id"), primary_key=True)
+    serial: Mapped[str] = mapped_column(String(40), primary_key=True)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    this_update: Mapped[datetime] = mapped_column(UtcDateTime)
+    next_update: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class JobLock(Base):
+    """Cluster-wide lease for a scheduled job: one instance runs it, the others skip.
+    Works the same on SQLite and PostgreSQL (a lease row, taken by a conditional UPDATE)."""
+
+    __tablename__ = "job_locks"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
