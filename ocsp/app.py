@@ -9,7 +9,12 @@ from ca.context import ServiceContext
 from ca.web import install_common
 
 
-def create_app(config: SceauConfig | None = None, ctx: ServiceContext | None = None) -> Flask:
+def create_app(
+    config: SceauConfig | None = None,
+    ctx: ServiceContext | None = None,
+    *,
+    start_jobs: bool = True,  # scheduled jobs (ca.jobs.JobRunner); tests turn them off
+) -> Flask:
     ctx = ctx or ServiceContext.open(config)
     app = Flask(__name__)
     ctx.attach(app)

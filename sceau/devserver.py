@@ -37,21 +37,24 @@ class PrefixDispatcher:
 
 
 def create_app(
-    config: SceauConfig | None = None, ctx: ServiceContext | None = None
+    config: SceauConfig | None = None,
+    ctx: ServiceContext | None = None,
+    *,
+    start_jobs: bool = True,
 ) -> PrefixDispatcher:
     # One context for all services: one PKCS#11 session and one database pool per process.
     ctx = ctx or ServiceContext.open(config)
     ca_app = create_ca(ctx=ctx)
     registration = create_registration(ctx=ctx)
-    crl = create_crl(ctx=ctx)
+    crl = create_crl(ctx=ctx, start_jobs=start_jobs)
     return PrefixDispatcher(
         ca_app,  # /healthz, /metrics and /ca/... (the process's metrics cover every service)
         {
             "/ra/": registration,
             "/ca/": ca_app,
             "/audit/": ca_app,
-            "/tsa/": create_tsa(ctx=ctx),
-            "/ocsp/": create_ocsp(ctx=ctx),
+            "/tsa/": create_tsa(ctx=ctx, start_jobs=start_jobs),
+            "/ocsp/": create_ocsp(ctx=ctx, start_jobs=start_jobs),
             "/crl/": crl,
             "/certs/": crl,
             "/policies/": crl,

@@ -127,5 +127,5 @@ def pki(
         url = cluster.create_database(f"sceau_{secrets.token_hex(4)}")
     config, _ = make_home(home, softhsm_conf, url, f"test-{backend}")
     ctx = ServiceContext.open(config)
-    yield Pki(backend, home, config, ctx, create_app(ctx=ctx))
+    yield Pki(backend, home, config, ctx, create_app(ctx=ctx, start_jobs=False))
     ctx.db.dispose()
