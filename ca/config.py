@@ -79,6 +79,28 @@ class TsaConfig:
     # Key algorithm of the timestamping unit, one of the tsu profile's key_algorithms. A
     # change takes effect at the next `sceau init` with a new key and certificate.
     key_algorithm: str = "ec-p256"
+    # TSTInfo.policy of every token, and the only reqPolicy accepted (else
+    # unacceptedPolicy). Empty: <[ca] policy_arc>.3.1 when the arc is set, else the ETSI
+    # best-practices policy 0.4.0.2023.1.1 (EN 319 421 §5.2). Relying parties check tokens
+    # against it: change it only together with the TSA disclosure statement.
+    policy_oid: str = ""
+    # Accuracy stated in every token, in milliseconds, 1..1000 (EN 319 421 TIS-7.7.2-02:
+    # 1 s or better). The clock check refuses tokens while the clock's error bound exceeds it.
+    accuracy_ms: int = 1000
+    # "kernel": trust the clock only while the Linux kernel says NTP keeps it synchronised
+    # within the accuracy (EN 319 421 TIS-7.7.1-07), else answer timeNotAvailable. "off": trust
+    # the system clock blindly (development machines and CI without NTP; logged at start).
+    clock_check: str = "kernel"
+    # "batch": answer a token once its record is queued; a crash loses at most ~100 ms of
+    # records. "sync": answer only once the record is committed (slower, loses nothing).
+    record: str = "batch"
+    # "open": anyone may ask (the usual public TSA). "token": only platform API clients
+    # (Authorization: Bearer, as for the CA API), whose name is recorded with each token.
+    auth: str = "open"
+    # Tokens per second allowed to one client (by API client, or by address when open), with
+    # bursts of rate_burst; 0 = no limit. Counted in each worker process separately.
+    rate_limit: int = 0
+    rate_burst: int = 0
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from ca.hsm import KeyStore
 from ca.profiles import ProfileSet
 from ca.softhsm import ensure_softhsm_token, find_softhsm_module
 from ca.store.db import Database, migrate
+from tsa.clock import kernel_clock_synchronised
 
 # pkilint rightly refuses certificate URLs on a loopback or non-public host
 # (etsi.internal_domain_name) and QcPDS URLs that are not https; a development home
@@ -84,6 +85,22 @@ proof_max_age_days = 90
 # Timestamping unit key: ec-p256, ec-p384, rsa-3072 or rsa-4096 (a change gives a new key
 # and certificate at the next `sceau init`).
 key_algorithm = "ec-p256"
+# Policy OID in every token; empty: <[ca] policy_arc>.3.1, or the ETSI BTSP 0.4.0.2023.1.1.
+policy_oid = ""
+# Accuracy stated in tokens, 1..1000 ms (EN 319 421: 1 s or better).
+accuracy_ms = 1000
+# "kernel": refuse tokens (timeNotAvailable) unless the kernel says NTP keeps the clock
+# within the accuracy. "off": trust the clock blindly, for machines without NTP only.
+# `sceau init` writes "off" when the kernel says the clock is not synchronised then.
+clock_check = "{'kernel' if kernel_clock_synchronised() else 'off'}"
+# "batch": answer once the token's record is queued (a crash loses ~100 ms of records);
+# "sync": answer once it is committed.
+record = "batch"
+# "open" (public TSA) or "token" (API clients' bearer tokens, as for the CA API).
+auth = "open"
+# Tokens per second per client and per worker process, with bursts; 0 = no limit.
+rate_limit = 0
+rate_burst = 0
 
 [crl]
 # CRL partitions per issuing CA, fixed in each certificate at issuance.
