@@ -114,6 +114,18 @@ class CrlConfig:
     # fixed at issuance, so lowering this later leaves issued certificates pointing at
     # shards that must still be published.
     shards: int = 1
+    # Every CRL of every CA is published again this often, revoked or not; a revocation is
+    # published at once besides. EN 319 411-1 CSS-6.3.9-05 wants at least one CRL a day,
+    # so at most 86400; it must stay below nextUpdate, or CRLs lapse before their successor.
+    publish_interval_seconds: int = 3600
+    # nextUpdate - thisUpdate of an issuing CA's CRLs: how long a relying party may rely on
+    # (and caches keep) one CRL, so how long a revocation can stay unseen by one that does.
+    next_update_hours: int = 24
+    # The same for the root's CRL (ARL); EN 319 411-1 CSS-6.3.9-13: at most a year.
+    arl_next_update_hours: int = 168
+    # How often each instance looks for revocations not yet on a CRL (one read of a small
+    # table): a revoked certificate reaches its CRL within about this delay.
+    revocation_check_seconds: int = 1
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,19 @@
-"""Public repository: CA certificates at ``/certs/<issuer>.crt`` (AIA caIssuers).
-
-CRL publication (``/crl/<issuer>.crl``) arrives with the revocation-status issue.
-"""
+"""Public repository: CRLs at ``/crl/<issuer>.crl`` and ``/crl/<issuer>-<shard>.crl``, CA
+certificates at ``/certs/<issuer>.crt`` (AIA caIssuers); and the CRL publication jobs."""
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask
 
 from ca.config import SceauConfig
-from ca.context import ServiceContext, context
+from ca.context import ServiceContext
+from ca.jobs import JobRunner
 from ca.web import install_common
+from crl import views
+from crl.publisher import CrlPublisher
+from crl.schedule import check_config, register_jobs
+
+JOBS = "crl.jobs"
 
 
 def create_app(
@@ -19,20 +23,17 @@ def create_app(
     start_jobs: bool = True,  # scheduled jobs (ca.jobs.JobRunner); tests turn them off
 ) -> Flask:
     ctx = ctx or ServiceContext.open(config)
+    check_config(ctx.config.crl)
     app = Flask(__name__)
     ctx.attach(app)
     install_common(
         app, "crl", max_body_bytes=ctx.config.service.max_body_bytes, schema=ctx.schema()
     )
-
-    @app.get("/certs/<issuer_id>.crt")
-    def ca_certificate(issuer_id: str) -> Response:
-        issuer = context().authority.issuers.find(issuer_id)
-        # RFC 5280 section 4.2.2.1: a single DER certificate, application/pkix-cert.
-        return Response(
-            issuer.certificate,
-            mimetype="application/pkix-cert",
-            headers={"Cache-Control": "public, max-age=86400"},
-        )
-
+    app.extensions[views.CACHE] = views.NewestCrls(ctx.db)
+    app.register_blueprint(views.bp)
+    if start_jobs:
+        runner = JobRunner(ctx.db)
+        register_jobs(runner, CrlPublisher(ctx.authority), ctx.config.crl)
+        runner.start()
+        app.extensions[JOBS] = runner
     return app

@@ -105,6 +105,13 @@ rate_burst = 0
 [crl]
 # CRL partitions per issuing CA, fixed in each certificate at issuance.
 shards = 1
+# Every CRL is published again this often (seconds), and at once after a revocation.
+publish_interval_seconds = 3600
+# nextUpdate of the issuing CAs' CRLs and of the root's (ARL), in hours.
+next_update_hours = 24
+arl_next_update_hours = 168
+# Seconds between two checks for revocations not yet on a CRL.
+revocation_check_seconds = 1
 
 [lint]
 # pkilint findings accepted instead of refusing issuance (development base URL only).
