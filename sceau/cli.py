@@ -140,6 +140,26 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crl_publish(args: argparse.Namespace) -> int:
+    from ca.context import ServiceContext
+    from crl.publisher import CrlPublisher
+    from crl.schedule import check_config
+
+    config = load_config(_home(args))
+    check_config(config.crl)
+    ctx = ServiceContext.open(config)
+    try:
+        published = CrlPublisher(ctx.authority, actor=_operator()).publish_all(datetime.now(UTC))
+    finally:
+        ctx.db.dispose()
+    for crl in published:
+        print(
+            f"{crl.url}: number {crl.number}, {crl.entries} entries, {crl.size} bytes,"
+            f" next update {crl.next_update.isoformat()}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sceau", description="Sceau certification authority")
     parser.add_argument("--home", help="home folder (default $SCEAU_HOME, else ./.sceau)")
@@ -182,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("proof_id")
     p.add_argument("--officer", required=True, help="the approving officer's name")
     p.set_defaults(func=cmd_proof_approve)
+
+    crl = sub.add_parser("crl", help="certificate revocation lists").add_subparsers(
+        dest="crl_command", required=True
+    )
+    p = crl.add_parser("publish", help="build, sign and publish every CRL now")
+    p.add_argument("--home", default=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_crl_publish)
 
     audit = sub.add_parser("audit", help="audit log").add_subparsers(
         dest="audit_command", required=True
