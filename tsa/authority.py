@@ -21,9 +21,10 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 
+from ca.algorithms import PublicKey
 from ca.config import SceauConfig
-from ca.errors import ConfigError, SceauError
-from ca.hsm import KeyStore
+from ca.errors import ConfigError, ErrorKind, HsmError, SceauError
+from ca.hsm import KeyNotFoundError, KeyStore
 from ca.profiles import ProfileKind, ProfileSet
 from ca.signers import ActiveSigner, current_signer
 from ca.store.db import Database
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 # How often a process looks for a renewed TSU certificate (one indexed query). A renewal
 # is used within this time; an expiry is seen at once (not_after is checked per token).
 SIGNER_REFRESH = 60.0  # seconds
+LOGIN_ATTEMPTS = 5
+LOGIN_RETRY_DELAY = 0.05  # seconds, times 1..4 at random so that workers drift apart
 # EN 319 421 TIS-7.7.2-02: the declared accuracy is 1 second or better.
 MAX_ACCURACY_MS = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -121,9 +124,15 @@ class TimestampAuthority:
             return response.granted(self.issue(request, client=client)), None
         except SceauError as exc:
             failure = response.failure_of(exc)
+            detail = exc.detail
             if failure is PKIFailure.SYSTEM_FAILURE:
                 log.error("timestamp refused (systemFailure): %s", exc.detail)
-            return response.rejection(failure, exc.detail), failure
+                if exc.kind in {ErrorKind.HSM, ErrorKind.CONFIG} and not isinstance(
+                    exc, TsaRejection
+                ):
+                    # Module paths and token labels are the operator's business.
+                    detail = "the TSA cannot sign now; try again later"
+            return response.rejection(failure, detail), failure
         except Exception:
             log.exception("timestamp refused (systemFailure): unexpected error")
             failure = PKIFailure.SYSTEM_FAILURE
@@ -184,7 +193,7 @@ class TimestampAuthority:
             return _Signer(active, previous.template, previous.not_after_micros, time.monotonic())
         # style.md section 9: a key is checked against its certificate before it signs.
         cert = x509.load_der_x509_certificate(active.certificate)
-        if cert.public_key() != self.keys.public_key(active.key_label):
+        if cert.public_key() != self._public_key(active.key_label):
             raise ConfigError(
                 f"TSU key {active.key_label!r} does not match its certificate (signer {active.id})"
             )
@@ -197,6 +206,21 @@ class TimestampAuthority:
         not_after = (active.not_after - _EPOCH) // timedelta(microseconds=1)
         log.info("TSU signer %d (key %s) signs from now on", active.id, active.key_label)
         return _Signer(active, template, not_after, time.monotonic())
+
+    def _public_key(self, label: str) -> PublicKey:
+        """The key's public half, which also opens this process's PKCS#11 session. SoftHSM2
+        2.6 rewrites its token file at each login, and a process logging in meanwhile
+        may read it half-written and fail (SoftHSMv2 issue #757): gunicorn workers start
+        together, so their first logins are retried a few times before giving up."""
+        for attempt in range(LOGIN_ATTEMPTS):
+            try:
+                return self.keys.public_key(label)
+            except HsmError as exc:
+                if isinstance(exc, KeyNotFoundError) or attempt == LOGIN_ATTEMPTS - 1:
+                    raise
+                log.warning("PKCS#11 session for the TSU failed, retrying: %s", exc.detail)
+                time.sleep(LOGIN_RETRY_DELAY * (1 + secrets.randbelow(4)))
+        raise AssertionError("unreachable")
 
 
 def _fresh(signer: _Signer, now: int) -> bool:
