@@ -105,7 +105,23 @@ class TsaConfig:
 
 @dataclass(frozen=True)
 class OcspConfig:
-    pass
+    # nextUpdate - thisUpdate of every response. Relying parties and HTTP caches keep a
+    # response this long, so a revocation reaches a client that cached "good" only after
+    # it; responses are re-signed when half of it has passed. (CA/B BR 4.9.10, reference
+    # only: 8 hours to 10 days.)
+    response_validity_hours: int = 24
+    # How often each worker re-reads the per-CA revocation counters; the longest a
+    # revoked certificate is still answered "good" from a worker's in-memory cache.
+    revocation_check_ms: int = 250
+    # Pre-signing job period: it signs responses for new certificates and re-signs those
+    # past half their validity, so this must stay well under half response_validity_hours.
+    presign_interval_minutes: int = 10
+    # A DER OCSPRequest is about 100 bytes (a few kB if signed); larger bodies get 413.
+    max_request_bytes: int = 8192
+    # Certificates in one request (RFC 9919 clients send one); more is answered unauthorized.
+    max_request_certs: int = 20
+    # Answers each worker keeps in memory (about 1 kB each); emptied when full.
+    cache_entries: int = 100_000
 
 
 @dataclass(frozen=True)

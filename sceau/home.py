@@ -102,6 +102,18 @@ auth = "open"
 rate_limit = 0
 rate_burst = 0
 
+[ocsp]
+# nextUpdate - thisUpdate of OCSP responses (hours); re-signed when half has passed.
+response_validity_hours = 24
+# Each worker notices a revocation within this many milliseconds.
+revocation_check_ms = 250
+# The job pre-signing responses (new certificates, half-expired responses) runs this often.
+presign_interval_minutes = 10
+max_request_bytes = 8192
+max_request_certs = 20
+# Answers kept in memory per worker.
+cache_entries = 100000
+
 [crl]
 # CRL partitions per issuing CA, fixed in each certificate at issuance.
 shards = 1

@@ -1,0 +1,103 @@
+"""The responder's scheduled jobs, run by one instance of a cluster at a time (ca.jobs).
+
+* ``ocsp-presign``: signs a response for every unexpired certificate that has none, and
+  re-signs those past half their validity, so that requests find them in the database;
+  then deletes the responses no client may use any more.
+* ``ocsp-responders``: certifies a new delegated responder for a CA whose responder
+  certificate has less than a third of its validity left (RFC 9919 section 2.2.2: short
+  lived, renewed regularly). Responses switch to it as each worker reloads its signers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+
+from ca.config import SceauConfig
+from ca.hsm import KeyStore
+from ca.jobs import JobRunner
+from ca.profiles import ProfileKind, ProfileSet
+from ca.signers import certify_signer, current_signer
+from ca.status import StatusSource
+from ca.store.db import Database
+from ocsp.engine import Engine
+
+log = logging.getLogger(__name__)
+
+PRESIGN_BATCH = 200
+RESPONDER_CHECK = timedelta(hours=1)
+RENEWAL_ACTOR = "service:ocsp-renewal"
+
+
+def presign_due(
+    engine: Engine, source: StatusSource, validity: timedelta, *, now: datetime, budget: timedelta
+) -> int:
+    """Sign what is due, until done or ``budget`` has passed (the rest waits for the next
+    run; the lease of this run lapses after the same time). Returns responses signed."""
+    started = time.monotonic()
+    signed = 0
+    for issuer_id in engine.index.ids():
+        while (elapsed := time.monotonic() - started) < budget.total_seconds():
+            # Each batch is dated by when it is signed, not when the run began.
+            current = now + timedelta(seconds=elapsed)
+            serials = source.needing_response(
+                issuer_id, now=current, fresh_until=current + validity / 2, limit=PRESIGN_BATCH
+            )
+            for serial in serials:
+                signed += engine.presign(issuer_id, serial, now=current)
+            if len(serials) < PRESIGN_BATCH:
+                break
+    purged = engine.store.purge(before=now)
+    if signed or purged:
+        log.info("OCSP pre-signing: %d responses signed, %d expired ones deleted", signed, purged)
+    return signed
+
+
+def renew_responders(
+    config: SceauConfig,
+    db: Database,
+    keys: KeyStore,
+    profiles: ProfileSet,
+    engine: Engine,
+    *,
+    now: datetime,
+) -> list[str]:
+    """Certify a fresh responder for each CA whose responder is missing or in the last third
+    of its validity; returns the CAs renewed."""
+    profile = profiles.signer_profile(ProfileKind.OCSP_RESPONDER)
+    threshold = timedelta(days=profile.validity_days) / 3
+    renewed: list[str] = []
+    for ca_profile in profiles.ca_profiles():
+        issuer_id = ca_profile.issuer
+        signer = current_signer(db, ProfileKind.OCSP_RESPONDER, issuer_id, now)
+        if signer is not None and signer.not_after - now >= threshold:
+            continue
+        new = certify_signer(config, db, keys, profile, issuer_id, now=now, actor=RENEWAL_ACTOR)
+        log.info("OCSP responder of %s renewed: key %s", issuer_id, new.key_label)
+        renewed.append(issuer_id)
+    if renewed:
+        engine.responders.forget()  # this worker at once; the others within a minute
+    return renewed
+
+
+def register_jobs(
+    runner: JobRunner,
+    config: SceauConfig,
+    db: Database,
+    keys: KeyStore,
+    profiles: ProfileSet,
+    engine: Engine,
+    source: StatusSource,
+) -> None:
+    interval = timedelta(minutes=config.ocsp.presign_interval_minutes)
+    validity = timedelta(hours=config.ocsp.response_validity_hours)
+
+    def presign(now: datetime) -> None:
+        presign_due(engine, source, validity, now=now, budget=interval * 0.8)
+
+    def responders(now: datetime) -> None:
+        renew_responders(config, db, keys, profiles, engine, now=now)
+
+    runner.every("ocsp-presign", interval, presign)
+    runner.every("ocsp-responders", RESPONDER_CHECK, responders)
