@@ -13,7 +13,7 @@ Nothing here touches the database or the HSM: :func:`sign_crl` takes the signing
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -95,6 +95,15 @@ class RevokedEntries:
     def __init__(self) -> None:
         self.der = bytearray()
         self.count = 0
+        self._taken = False
+
+    def take(self) -> bytearray:
+        """The buffer, for the CRL to be assembled in place; once only."""
+        if self._taken:
+            raise ValueError("these entries were already signed into a CRL")
+        self._taken = True
+        der, self.der = self.der, bytearray()
+        return der
 
     def add(
         self,
@@ -191,8 +200,13 @@ def _extensions(fields: CrlFields) -> list[crl.TBSCertListExtension]:
     return extensions
 
 
-def tbs_parts(fields: CrlFields, entries: RevokedEntries) -> list[bytes | bytearray]:
-    """The TBSCertList as consecutive pieces, the entries' buffer among them (not copied)."""
+def sign_crl(
+    fields: CrlFields, entries: RevokedEntries, sign_digest: Callable[[bytes], bytes]
+) -> bytearray:
+    """The DER CertificateList (RFC 5280 section 5.1.1): the TBSCertList is hashed piece by
+    piece, the digest signed by ``sign_digest``, and the CRL assembled around the entries in
+    their own buffer, which it takes from ``entries``: a CRL of tens of megabytes is never
+    copied."""
     before = b"".join(
         [
             _VERSION_2,  # RFC 5280 section 5.1.2.1: extensions are present
@@ -204,27 +218,23 @@ def tbs_parts(fields: CrlFields, entries: RevokedEntries) -> list[bytes | bytear
             _time(fields.next_update),
         ]
     )
-    extensions = crl.TbsCertList(
-        {"crl_extensions": crl.TBSCertListExtensions(_extensions(fields))}
-    )["crl_extensions"].dump()
+    body = entries.take()
     # RFC 5280 section 5.1.2.6: with no entry, revokedCertificates is absent (never empty).
-    listed = [_header(_SEQUENCE, len(entries.der)), entries.der] if entries.count else []
-    body_length = len(before) + sum(len(p) for p in listed) + len(extensions)
-    return [_header(_SEQUENCE, body_length), before, *listed, extensions]
+    if entries.count:
+        before += _header(_SEQUENCE, len(body))
+    after = crl.TbsCertList({"crl_extensions": crl.TBSCertListExtensions(_extensions(fields))})[
+        "crl_extensions"
+    ].dump()
+    tbs_header = _header(_SEQUENCE, len(before) + len(body) + len(after))
 
-
-def sign_crl(
-    parts: Sequence[bytes | bytearray],
-    scheme: SignatureScheme,
-    sign_digest: Callable[[bytes], bytes],
-) -> bytes:
-    """Hash the TBSCertList piece by piece, sign the digest, return the DER CertificateList
-    (RFC 5280 section 5.1.1), assembled in one join."""
-    digest = hashlib.new(scheme.hash.value)
-    for part in parts:
+    digest = hashlib.new(fields.scheme.hash.value)
+    for part in (tbs_header, before, body, after):
         digest.update(part)
     signature = sign_digest(digest.digest())
-    algorithm: bytes = scheme.algorithm_identifier().dump()
-    signature_bits: bytes = core.OctetBitString(signature).dump()
-    length = sum(len(p) for p in parts) + len(algorithm) + len(signature_bits)
-    return b"".join([_header(_SEQUENCE, length), *parts, algorithm, signature_bits])
+
+    after += fields.scheme.algorithm_identifier().dump()
+    after += core.OctetBitString(signature).dump()
+    head = tbs_header + before
+    body[0:0] = _header(_SEQUENCE, len(head) + len(body) + len(after)) + head
+    body += after
+    return body

@@ -38,7 +38,7 @@ from ca import audit
 from ca.authority import CertificateAuthority
 from ca.issuers import LoadedIssuer
 from ca.store.models import Certificate, Crl, Issuer, IssuerStatus
-from crl.builder import CrlFields, RevokedEntries, sign_crl, tbs_parts
+from crl.builder import CrlFields, RevokedEntries, sign_crl
 
 log = logging.getLogger(__name__)
 
@@ -254,9 +254,10 @@ class CrlPublisher:
                 scope_url=None if self._complete(issuer, shard) else self.url(issuer.id, shard),
                 expired_certs_since=certificate.not_valid_before,
             )
+            # The entries' buffer becomes the CRL: the snapshot is spent.
             der = sign_crl(
-                tbs_parts(fields, snapshot.entries),
-                scheme,
+                fields,
+                snapshot.entries,
                 lambda digest: self.authority.keys.sign_digest(issuer.key_label, digest, scheme),
             )
             published = PublishedCrl(
