@@ -144,6 +144,13 @@ def tsa(pki: Pki) -> Iterator[Tsa]:
     made.service.authority.records.close()
 
 
+def devserver_records(pki: Pki) -> RecordWriter:
+    """The record writer of the TSA inside ``pki.app`` (the all-services dispatcher)."""
+    (tsa_app,) = {app for prefix, app in pki.app.routes if prefix == "/tsa/"}
+    writer: RecordWriter = tsa_app.extensions[EXTENSION].authority.records
+    return writer
+
+
 def tsu(pki: Pki) -> ActiveSigner:
     signer = current_signer(pki.ctx.db, ProfileKind.TSU, "root", datetime.now(UTC))
     assert signer is not None

@@ -1,0 +1,214 @@
+"""Other tools judge our tokens: `openssl ts` (query and verify), pyHanko's timestamp
+client and validator, against the WSGI application and a live `sceau serve`; pkilint
+judges the TSU certificate."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from werkzeug.test import Client as WsgiClient
+
+from tests.conftest import BIN, Pki
+from tests.helpers import pkix_lint, run
+from tests.test_tsa import QUERY, REPLY, devserver_records, tsu
+
+SERVER_START_TIMEOUT = 60.0
+
+
+@pytest.fixture(autouse=True)
+def _flush_records(pki: Pki) -> Iterator[None]:
+    """Records of tokens made through pki.app are written before the database goes away."""
+    yield
+    assert devserver_records(pki).flush()
+
+
+@pytest.fixture
+def pems(pki: Pki, tmp_path: Path) -> tuple[Path, Path]:
+    """The root (trust anchor) and the TSU certificate, as PEM files."""
+    root, unit = tmp_path / "root.pem", tmp_path / "tsu.pem"
+    root_der = pki.ctx.authority.issuers.get("root").certificate
+    root.write_bytes(x509.load_der_x509_certificate(root_der).public_bytes(Encoding.PEM))
+    unit.write_bytes(
+        x509.load_der_x509_certificate(tsu(pki).certificate).public_bytes(Encoding.PEM)
+    )
+    return root, unit
+
+
+def openssl_query(data: Path, *args: str) -> bytes:
+    return subprocess.run(
+        ["openssl", "ts", "-query", "-data", str(data), *args], capture_output=True, check=True
+    ).stdout
+
+
+def openssl_verify(data: Path, reply: Path, pems: tuple[Path, Path]) -> str:
+    root, unit = pems
+    done = run(
+        *("openssl", "ts", "-verify", "-data", data, "-in", reply),
+        *("-CAfile", root, "-untrusted", unit),
+    )
+    return done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("digest", ["-sha256", "-sha384", "-sha512"])
+@pytest.mark.parametrize("cert", [["-cert"], []], ids=["cert", "nocert"])
+@pytest.mark.parametrize("nonce", [[], ["-no_nonce"]], ids=["nonce", "nononce"])
+def test_openssl_verifies(
+    pki: Pki,
+    pems: tuple[Path, Path],
+    tmp_path: Path,
+    digest: str,
+    cert: list[str],
+    nonce: list[str],
+) -> None:
+    """The issue's judge: openssl ts -query | POST /tsa | openssl ts -verify -data F."""
+    data = tmp_path / "invoice.xml"
+    data.write_bytes(os.urandom(3000))
+    tsq = openssl_query(data, digest, *cert, *nonce)
+    answer = WsgiClient(pki.app).post("/tsa", data=tsq, content_type=QUERY)
+    assert answer.status_code == 200 and answer.mimetype == REPLY
+    reply = tmp_path / "r.tsr"
+    reply.write_bytes(answer.data)
+    assert "Verification: OK" in openssl_verify(data, reply, pems)
+    # The token answers this query (nonce, imprint, policy) and not another's.
+    (tmp_path / "q.tsq").write_bytes(tsq)
+    root, unit = pems
+    done = run(
+        *("openssl", "ts", "-verify", "-queryfile", tmp_path / "q.tsq", "-in", reply),
+        *("-CAfile", root, "-untrusted", unit),
+    )
+    assert "Verification: OK" in done.stdout, done.stderr
+    text = run("openssl", "ts", "-reply", "-in", reply, "-text").stdout
+    assert "Status: Granted." in text and "Ordering: no" in text
+    assert "Accuracy: 0x01 seconds" in text
+    other = tmp_path / "other.xml"
+    other.write_bytes(b"not the data")
+    assert "Verification: OK" not in openssl_verify(other, reply, pems)
+
+
+def test_openssl_reads_a_rejection(pki: Pki, tmp_path: Path) -> None:
+    data = tmp_path / "f"
+    data.write_bytes(b"x")
+    tsq = openssl_query(data, "-sha1")
+    answer = WsgiClient(pki.app).post("/tsa", data=tsq, content_type=QUERY)
+    reply = tmp_path / "r.tsr"
+    reply.write_bytes(answer.data)
+    text = run("openssl", "ts", "-reply", "-in", reply, "-text").stdout
+    assert "Status: Rejected." in text and "unrecognized or unsupported algorithm" in text, text
+
+
+def test_tsu_certificate_passes_pkilint(pki: Pki, tmp_path: Path) -> None:
+    path = tmp_path / "tsu.der"
+    path.write_bytes(tsu(pki).certificate)
+    linted = pkix_lint(path)
+    assert linted.returncode == 0, linted.stdout
+    eku = asn1_x509.Certificate.load(tsu(pki).certificate).extended_key_usage_value
+    assert eku is not None and eku.native == ["time_stamping"]
+
+
+# -- a live server ------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def http_request(
+    port: int, method: str, path: str, body: bytes | None = None, content_type: str = ""
+) -> tuple[int, str, bytes]:
+    """(status, content type, body) of one request to 127.0.0.1:port."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers={"Content-Type": content_type})
+        answer = conn.getresponse()
+        return answer.status, answer.headers.get("Content-Type", ""), answer.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def live(pki: Pki, tmp_path: Path) -> Iterator[int]:
+    """`sceau serve` on the test PKI's home, on a free loopback port: the port."""
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                *(str(BIN / "sceau"), "--home", str(pki.home), "serve", "--port", str(port)),
+                *("--workers", "1", "--threads", "2"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while True:
+            assert proc.poll() is None, log.read_text()
+            with contextlib.suppress(OSError):
+                if http_request(port, "GET", "/healthz")[0] == 200:
+                    break
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        yield port
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_live_server_openssl_and_pyhanko(
+    live: int, pki: Pki, pems: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from pyhanko.sign.timestamps import HTTPTimeStamper
+    from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
+    from pyhanko_certvalidator import ValidationContext
+
+    # As the issue's check: openssl ts -query | curl --data-binary @- | openssl ts -verify.
+    data = tmp_path / "contract.pdf"
+    data.write_bytes(os.urandom(5000))
+    tsq = openssl_query(data, "-sha256", "-cert")
+    status, content_type, reply = http_request(live, "POST", "/tsa", tsq, QUERY)
+    assert (status, content_type) == (200, REPLY)
+    (tmp_path / "r.tsr").write_bytes(reply)
+    assert "Verification: OK" in openssl_verify(data, tmp_path / "r.tsr", pems)
+
+    # pyHanko as a signing platform uses it: HTTPTimeStamper (nonce checked), then its
+    # validator, trusting our root only.
+    digest = hashlib.sha256(b"a PAdES signature value").digest()
+    root = asn1_x509.Certificate.load(pki.ctx.authority.issuers.get("root").certificate)
+
+    async def stamp_and_validate() -> dict[str, object]:
+        token = await HTTPTimeStamper(f"http://127.0.0.1:{live}/tsa").async_timestamp(
+            digest, "sha256"
+        )
+        context = ValidationContext(trust_roots=[root], allow_fetching=False)
+        status: dict[str, object] = await validate_tst_signed_data(
+            token["content"], context, lambda _algorithm: digest
+        )
+        return status
+
+    status = asyncio.run(stamp_and_validate())
+    assert status["intact"] and status["valid"], status
+    assert status["trust_problem_indic"] is None, status
