@@ -30,13 +30,20 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ca.store.db import Database
 from ca.store.models import OcspResponse
+from ocsp import der
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class StoredResponse:
-    der: bytes
+    """The pre-signed responses of one certificate, signed together: one per CertID hash
+    (ocsp.engine.PRESIGNED_HASHES, in that order), each with a single SingleResponse.
+    The row's ``der`` holds them as SEQUENCE OF OCSPResponse. (RFC 9919 section 2.2.1
+    would also allow one response with both CertIDs, but clients that expect a single
+    SingleResponse, such as cryptography's accessors, then fail.)"""
+
+    responses: tuple[bytes, ...]
     this_update: datetime
     next_update: datetime
 
@@ -59,13 +66,15 @@ class PresignedStore:
                     OcspResponse.issuer_id == issuer_id, OcspResponse.serial == serial
                 )
             ).first()
-        return StoredResponse(row.der, row.this_update, row.next_update) if row else None
+        if row is None:
+            return None
+        return StoredResponse(tuple(der.elements(row.der)), row.this_update, row.next_update)
 
     def put(self, issuer_id: str, serial: str, stored: StoredResponse) -> None:
         """Insert or replace; never replace a row with an older one (a slow writer racing
         the scheduled job)."""
         values = {
-            "der": stored.der,
+            "der": der.sequence(*stored.responses),
             "this_update": stored.this_update,
             "next_update": stored.next_update,
         }

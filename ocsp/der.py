@@ -71,6 +71,31 @@ def generalized_time(moment: datetime) -> bytes:
     return tlv(_GENERALIZED_TIME, moment.strftime("%Y%m%d%H%M%SZ").encode("ascii"))
 
 
+def elements(sequence_der: bytes) -> list[bytes]:
+    """The elements of a DER SEQUENCE that we encoded ourselves, each with its header."""
+    body, _ = _element(sequence_der, 0)
+    out = []
+    offset = 0
+    while offset < len(body):
+        start = offset
+        _, offset = _element(body, offset)
+        out.append(body[start:offset])
+    return out
+
+
+def _element(data: bytes, offset: int) -> tuple[bytes, int]:
+    """(value, offset after it) of the element at ``offset``: definite lengths only."""
+    length = data[offset + 1]
+    start = offset + 2
+    if length & 0x80:
+        size = length & 0x7F
+        length = int.from_bytes(data[start : start + size], "big")
+        start += size
+    if start + length > len(data):
+        raise ValueError("truncated DER element")
+    return data[start : start + length], start + length
+
+
 def extension(extn_id: bytes, value: bytes, *, critical: bool = False) -> bytes:
     """Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue }; DER
     leaves a FALSE default out (X.690 11.5)."""

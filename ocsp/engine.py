@@ -27,9 +27,8 @@ from ocsp import der, response
 from ocsp.cache import PresignedStore, StoredResponse
 from ocsp.request import HASHES, CertId, OcspRejection, OcspRequest, ResponseStatus, parse_request
 
-# Pre-signed responses carry one SingleResponse per hash of this tuple: RFC 9919 section
-# 2.2.1 allows a SHA-1 and a SHA-256 CertID in one response so that one pre-signed
-# response serves RFC 5019 (SHA-1) and RFC 9919 (SHA-256) clients alike.
+# Each certificate has a pre-signed response per CertID hash of this tuple: SHA-1 for RFC
+# 5019 clients (and OpenSSL's default), SHA-256 for RFC 9919 clients.
 PRESIGNED_HASHES = ("sha1", "sha256")
 # A new or renewed responder certificate, or a new CA, is seen within this many seconds.
 _RELOAD_SECONDS = 60.0
@@ -123,7 +122,7 @@ class Responders:
         if (
             cached is not None
             and time.monotonic() - cached[1] < _RELOAD_SECONDS
-            and cached[0].not_after > now
+            and cached[0].not_before <= now < cached[0].not_after
         ):
             return cached[0]
         signer = current_signer(self._db, ProfileKind.OCSP_RESPONDER, issuer_id, now)
@@ -169,7 +168,7 @@ class Engine:
         self.responders = Responders(db)
         self.store = PresignedStore(db)
         self._keys = keys
-        self._source = source
+        self.source = source
         self._validity = validity
         self._max_cert_ids = max_cert_ids
 
@@ -181,26 +180,26 @@ class Engine:
         if request.nonce is None and len(request.cert_ids) == 1:
             cert_id = request.cert_ids[0]
             if cert_id.hash_algorithm in issuer.cert_id_heads and cert_id.null_parameters:
-                # The CertID is one of those the pre-signed response carries.
+                # The CertID is the one a pre-signed response carries.
                 return self._presigned(issuer, cert_id, now)
-        answers = [(c.dump(), self._source.status(issuer.id, c.serial)) for c in request.cert_ids]
+        answers = [(c.dump(), self.source.status(issuer.id, c.serial)) for c in request.cert_ids]
         return self._sign(issuer, answers, now, nonce=request.nonce)
 
     def presign(self, issuer_id: str, serial: int, *, now: datetime) -> bool:
-        """Sign and store the response of one certificate (the scheduled job); False when
+        """Sign and store the responses of one certificate (the scheduled job); False when
         there is no such certificate."""
         issuer = self.index.get(issuer_id)
         now = now.replace(microsecond=0)
-        status = self._source.status(issuer_id, serial)
+        status = self.source.status(issuer_id, serial)
         if status.state is CertState.NOT_ISSUED:
             return False
-        self._store(issuer, serial, self._sign_presigned(issuer, serial, status, now))
+        self._presign(issuer, serial, status, now)
         return True
 
     def _issuer(self, request: OcspRequest) -> IssuerKey:
         found = [self.index.find(cert_id) for cert_id in request.cert_ids]
         issuers = {issuer.id: issuer for issuer in found if issuer is not None}
-        if len(issuers) < len(found) or not issuers:
+        if None in found:
             # RFC 9919 section 2.2.3: not capable of responding authoritatively.
             raise OcspRejection(ResponseStatus.UNAUTHORIZED, "CertID names no CA of ours")
         if len(issuers) > 1:
@@ -215,37 +214,43 @@ class Engine:
         return issuer
 
     def _presigned(self, issuer: IssuerKey, cert_id: CertId, now: datetime) -> Answer:
-        status = self._source.status(issuer.id, cert_id.serial)
+        status = self.source.status(issuer.id, cert_id.serial)
         if status.state is CertState.NOT_ISSUED:
             # Signed each time, never stored: anyone may ask for any serial.
             return self._sign(issuer, [(cert_id.dump(), status)], now, nonce=None)
+        which = PRESIGNED_HASHES.index(cert_id.hash_algorithm)
         stored = self.store.get(issuer.id, serial_hex(cert_id.serial))
         # A row may predate a revocation that committed while it was being signed and
         # written: only a row that says what the status says is served.
         if (
             stored is not None
+            and len(stored.responses) == len(PRESIGNED_HASHES)
             and stored.fresh(now)
-            and response.first_status(stored.der) == status.state.value
+            and response.first_status(stored.responses[which]) == status.state.value
         ):
-            return Answer(stored.der, issuer.id, "database", stored.this_update, stored.next_update)
-        answer = self._sign_presigned(issuer, cert_id.serial, status, now)
-        self._store(issuer, cert_id.serial, answer)
-        return answer
+            body = stored.responses[which]
+            return Answer(body, issuer.id, "database", stored.this_update, stored.next_update)
+        return self._presign(issuer, cert_id.serial, status, now)[which]
 
-    def _sign_presigned(
+    def _presign(
         self, issuer: IssuerKey, serial: int, status: CertStatus, now: datetime
-    ) -> Answer:
+    ) -> list[Answer]:
+        """Sign the response of each pre-signed CertID hash, store them, return them."""
         serial_der = der.integer(serial)
-        cert_ids = [der.tlv(0x30, head + serial_der) for head in issuer.cert_id_heads.values()]
-        return self._sign(issuer, [(c, status) for c in cert_ids], now, nonce=None)
-
-    def _store(self, issuer: IssuerKey, serial: int, answer: Answer) -> None:
-        assert answer.this_update is not None and answer.next_update is not None
-        self.store.put(
-            issuer.id,
-            serial_hex(serial),
-            StoredResponse(answer.body, answer.this_update, answer.next_update),
-        )
+        answers = [
+            self._sign(
+                issuer,
+                [(der.tlv(0x30, issuer.cert_id_heads[h] + serial_der), status)],
+                now,
+                nonce=None,
+            )
+            for h in PRESIGNED_HASHES
+        ]
+        this_update, next_update = answers[0].this_update, answers[0].next_update
+        assert this_update is not None and next_update is not None
+        stored = StoredResponse(tuple(a.body for a in answers), this_update, next_update)
+        self.store.put(issuer.id, serial_hex(serial), stored)
+        return answers
 
     def _sign(
         self,

@@ -54,6 +54,7 @@ class SigningResponder:
     issuer_id: str
     key_label: str
     scheme: SignatureScheme
+    not_before: datetime
     not_after: datetime
     # ResponderID byKey [2] KeyHash: SHA-1 of the responder's subjectPublicKey BIT STRING
     # value (RFC 6960 4.2.1; RFC 9919 2.2.2 asks for byKey; pkilint checks SHA-1 length).
@@ -71,6 +72,7 @@ class SigningResponder:
             issuer_id=signer.issuer_id,
             key_label=signer.key_label,
             scheme=signer.scheme,
+            not_before=cert.not_valid_before,
             not_after=signer.not_after,
             responder_id=der.explicit(
                 2, der.octet_string(hashlib.sha1(key_bits, usedforsecurity=False).digest())
