@@ -128,9 +128,7 @@ class CrlPublisher:
         publish again.
         """
         with self.db.read() as session:
-            epochs = dict(
-                session.execute(select(IssuerStatus.issuer_id, IssuerStatus.epoch)).tuples().all()
-            )
+            epochs = dict(session.execute(select(IssuerStatus.issuer_id, IssuerStatus.epoch)).all())
         published = []
         for issuer in self.authority.issuers.all():
             epoch = epochs.get(issuer.id, 0)
@@ -156,7 +154,7 @@ class CrlPublisher:
                 select(Certificate.crl_shard, func.count())
                 .where(Certificate.issuer_id == issuer_id, Certificate.status == "revoked")
                 .group_by(Certificate.crl_shard)
-            ).tuples()
+            )
             return dict(rows.all())
 
     def _scope_count(self, issuer: LoadedIssuer, shard: int, counts: dict[int | None, int]) -> int:
@@ -204,7 +202,7 @@ class CrlPublisher:
                 select(IssuerStatus.epoch).where(IssuerStatus.issuer_id == issuer.id)
             ).scalar()
             rows = conn.execution_options(yield_per=BATCH_ROWS).execute(query)
-            for serial, revoked_at, reason, invalidity_date in rows.tuples():
+            for serial, revoked_at, reason, invalidity_date in rows:
                 assert revoked_at is not None  # ca.authority.revoke sets it with the status
                 entries.add(serial, revoked_at, reason, invalidity_date)
         return _Snapshot(epoch or 0, entries)
