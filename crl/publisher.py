@@ -1,14 +1,14 @@
 """Publish CRLs: read the revoked certificates, sign in the HSM, keep every CRL, audit it.
 
-Scopes. The root publishes one complete CRL (the ARL: the issuing CAs and the responder it
-certified). An issuing CA publishes one complete CRL, ``<issuer>.crl``, while ``[crl]
-shards`` is 1. With N > 1 shards each certificate is fixed at issuance on shard
-``serial % N`` and its CRL distribution point names ``<issuer>-<n>.crl``; that CRL lists
-exactly its shard, and ``<issuer>.crl`` then lists the certificates issued before sharding
-(no shard). Every partition carries an issuingDistributionPoint naming its own URL (RFC
-5280 section 5.2.5), so a relying party never takes a partition for a complete CRL. A shard
-once published keeps being published after ``shards`` is lowered: its certificates still
-point at it.
+Scopes. The root publishes one complete CRL, its ARL: the revoked certificates it signed,
+which are CA certificates (RFC 5280 section 5; empty while the issuing CAs stand). An
+issuing CA publishes one complete CRL, ``<issuer>.crl``, while ``[crl] shards`` is 1. With
+N > 1 shards each certificate is fixed at issuance on shard ``serial % N`` and its CRL
+distribution point names ``<issuer>-<n>.crl``; that CRL lists exactly its shard, and
+``<issuer>.crl`` then lists the certificates issued before sharding (no shard). Every
+partition carries an issuingDistributionPoint naming its own URL (RFC 5280 section 5.2.5),
+so a relying party never takes a partition for a complete CRL. A shard once published keeps
+being published after ``shards`` is lowered: its certificates still point at it.
 
 Expired certificates. A revoked certificate stays on the CRL for good (EN 319 411-2
 CSS-6.3.10-03/-04: signatures are checked long after the signing certificate expired), and
@@ -299,6 +299,13 @@ class CrlPublisher:
                     "sha256": hashlib.sha256(der).hexdigest(),
                 },
             )
+        log.info(
+            "published %s: number %d, %d entries, %d bytes",
+            published.url,
+            number,
+            published.entries,
+            published.size,
+        )
         return published
 
 

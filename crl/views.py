@@ -95,7 +95,8 @@ def crl(name: str) -> Response:
     response.cache_control.max_age = max(0, remaining)
     response.expires = newest.next_update
     response.last_modified = newest.this_update
-    response.set_etag(f"{issuer_id}-{shard}-{newest.number:x}")
+    # The URL names the scope; the CRL number is unique within it.
+    response.set_etag(f"{newest.number:x}")
     # 304 on a matching If-None-Match or an unchanged If-Modified-Since.
     response.make_conditional(request)
     return response
