@@ -244,14 +244,10 @@ def test_token_fields(
     if signer.scheme.padding is Padding.ECDSA:
         assert isinstance(public_key, ec.EllipticCurvePublicKey)
         public_key.verify(signature, signed, ec.ECDSA(hashes.SHA256()))
-    else:
+    else:  # tsa.authority.token_scheme: RSA tokens are PKCS#1 v1.5 (sha256WithRSAEncryption)
         assert isinstance(public_key, rsa.RSAPublicKey)
-        public_key.verify(
-            signature,
-            signed,
-            padding.PSS(padding.MGF1(hashes.SHA256()), 32),
-            hashes.SHA256(),
-        )
+        assert signer_info["signature_algorithm"]["algorithm"].native == "sha256_rsa"
+        public_key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
 
 
 def test_token_is_recorded(tsa: Tsa, pki: Pki) -> None:

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,17 +23,24 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from werkzeug.test import Client as WsgiClient
 
-from tests.conftest import BIN, Pki
+from ca.context import ServiceContext
+from ca.issuers import IssuerRegistry
+from ca.profiles import ProfileKind
+from ca.signers import current_signer
+from tests.conftest import BIN, Pki, make_home
 from tests.helpers import pkix_lint, run
-from tests.test_tsa import QUERY, REPLY, devserver_records, tsu
+from tests.test_tsa import QUERY, REPLY, FakeClock, Tsa, devserver_records, tsu
+from tsa.app import create_app
+from tsa.views import EXTENSION
 
 SERVER_START_TIMEOUT = 60.0
 
 
-@pytest.fixture(autouse=True)
-def _flush_records(pki: Pki) -> Iterator[None]:
-    """Records of tokens made through pki.app are written before the database goes away."""
-    yield
+@pytest.fixture
+def wsgi(pki: Pki) -> Iterator[WsgiClient]:
+    """A client of every service in one application (pki.app); the records of its tokens
+    are written before the test ends (and the session's database goes away)."""
+    yield WsgiClient(pki.app)
     assert devserver_records(pki).flush()
 
 
@@ -67,7 +75,7 @@ def openssl_verify(data: Path, reply: Path, pems: tuple[Path, Path]) -> str:
 @pytest.mark.parametrize("cert", [["-cert"], []], ids=["cert", "nocert"])
 @pytest.mark.parametrize("nonce", [[], ["-no_nonce"]], ids=["nonce", "nononce"])
 def test_openssl_verifies(
-    pki: Pki,
+    wsgi: WsgiClient,
     pems: tuple[Path, Path],
     tmp_path: Path,
     digest: str,
@@ -78,7 +86,7 @@ def test_openssl_verifies(
     data = tmp_path / "invoice.xml"
     data.write_bytes(os.urandom(3000))
     tsq = openssl_query(data, digest, *cert, *nonce)
-    answer = WsgiClient(pki.app).post("/tsa", data=tsq, content_type=QUERY)
+    answer = wsgi.post("/tsa", data=tsq, content_type=QUERY)
     assert answer.status_code == 200 and answer.mimetype == REPLY
     reply = tmp_path / "r.tsr"
     reply.write_bytes(answer.data)
@@ -99,11 +107,48 @@ def test_openssl_verifies(
     assert "Verification: OK" not in openssl_verify(other, reply, pems)
 
 
-def test_openssl_reads_a_rejection(pki: Pki, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def rsa_tsa(tmp_path_factory: pytest.TempPathFactory, softhsm_conf: Path) -> Iterator[Tsa]:
+    """A PKI (SQLite) whose TSU key is RSA-3072: `sceau init`, [tsa] key_algorithm
+    changed, `sceau init` again, as an operator would."""
+    home = tmp_path_factory.mktemp("home-rsa-tsu")
+    make_home(home, softhsm_conf, None, "test-rsa-tsu")
+    # Signer key labels have a one-second resolution (ca.signers): a second ceremony within
+    # the same second would find the first key under the new label and reuse it.
+    time.sleep(1.0 - time.time() % 1.0 + 0.05)
+    toml = home / "sceau.toml"
+    toml.write_text(
+        toml.read_text().replace('key_algorithm = "ec-p256"', 'key_algorithm = "rsa-3072"')
+    )
+    config, _ = make_home(home, softhsm_conf, None, "test-rsa-tsu")
+    ctx = ServiceContext.open(config)
+    app = create_app(ctx=ctx, clock=FakeClock())
+    yield Tsa(app, WsgiClient(app), app.extensions[EXTENSION], FakeClock())
+    app.extensions[EXTENSION].authority.records.close()
+    ctx.db.dispose()
+
+
+def test_openssl_verifies_rsa_tsu(rsa_tsa: Tsa, tmp_path: Path) -> None:
+    ctx = rsa_tsa.service.authority
+    signer = current_signer(ctx.db, ProfileKind.TSU, "root", datetime.now(UTC))
+    assert signer is not None and signer.key_algorithm == "rsa-3072"
+    root_der = IssuerRegistry(ctx.db).get("root").certificate
+    pems = (tmp_path / "root.pem", tmp_path / "tsu.pem")
+    for path, der in zip(pems, (root_der, signer.certificate), strict=True):
+        path.write_bytes(x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM))
+    data = tmp_path / "invoice.xml"
+    data.write_bytes(os.urandom(1000))
+    for args in (["-sha256", "-cert"], ["-sha512", "-no_nonce"]):
+        answer = rsa_tsa.post(openssl_query(data, *args))
+        (tmp_path / "r.tsr").write_bytes(answer.data)
+        assert "Verification: OK" in openssl_verify(data, tmp_path / "r.tsr", pems)
+
+
+def test_openssl_reads_a_rejection(wsgi: WsgiClient, tmp_path: Path) -> None:
     data = tmp_path / "f"
     data.write_bytes(b"x")
     tsq = openssl_query(data, "-sha1")
-    answer = WsgiClient(pki.app).post("/tsa", data=tsq, content_type=QUERY)
+    answer = wsgi.post("/tsa", data=tsq, content_type=QUERY)
     reply = tmp_path / "r.tsr"
     reply.write_bytes(answer.data)
     text = run("openssl", "ts", "-reply", "-in", reply, "-text").stdout

@@ -21,9 +21,9 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 
-from ca.algorithms import PublicKey
+from ca.algorithms import Padding, PublicKey, SignatureScheme, key_algorithm_of
 from ca.config import SceauConfig
-from ca.errors import ConfigError, ErrorKind, HsmError, SceauError
+from ca.errors import ConfigError, HsmError, SceauError
 from ca.hsm import KeyNotFoundError, KeyStore
 from ca.profiles import ProfileKind, ProfileSet
 from ca.signers import ActiveSigner, current_signer
@@ -45,6 +45,17 @@ LOGIN_RETRY_DELAY = 0.05  # seconds, times 1..4 at random so that workers drift 
 # EN 319 421 TIS-7.7.2-02: the declared accuracy is 1 second or better.
 MAX_ACCURACY_MS = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def token_scheme(scheme: SignatureScheme) -> SignatureScheme:
+    """How the TSU key signs tokens. RSA keys sign with PKCS#1 v1.5, not the PSS our CAs
+    use: OpenSSL 3.0's `ts -verify` (its PKCS7 code, unlike its CMS code) verifies an RSA
+    SignerInfo as PKCS#1 v1.5 whatever its signatureAlgorithm says, so a PSS token fails
+    there, and relying parties' toolchains lag likewise. TS 119 312 V2.1.1 keeps PKCS#1
+    v1.5 as legacy until 2034-12-31."""
+    if scheme.padding is Padding.PSS:
+        return SignatureScheme(scheme.hash, Padding.PKCS1V15)
+    return scheme
 
 
 def tsa_policy(config: SceauConfig) -> str:
@@ -127,10 +138,8 @@ class TimestampAuthority:
             detail = exc.detail
             if failure is PKIFailure.SYSTEM_FAILURE:
                 log.error("timestamp refused (systemFailure): %s", exc.detail)
-                if exc.kind in {ErrorKind.HSM, ErrorKind.CONFIG} and not isinstance(
-                    exc, TsaRejection
-                ):
-                    # Module paths and token labels are the operator's business.
+                if not isinstance(exc, TsaRejection):
+                    # Module paths and key labels are the operator's business.
                     detail = "the TSA cannot sign now; try again later"
             return response.rejection(failure, detail), failure
         except Exception:
@@ -155,7 +164,7 @@ class TimestampAuthority:
         serial = (now << 64) | secrets.randbits(64)
         template = signer.template
         tst_info = template.tst_info(request, TokenFields(serial=serial, unix_micros=now))
-        label, scheme = signer.active.key_label, signer.active.scheme
+        label, scheme = signer.active.key_label, template.scheme
         token = template.token(
             tst_info,
             cert_req=request.cert_req,
@@ -192,14 +201,18 @@ class TimestampAuthority:
         if previous is not None and previous.active.id == active.id:
             return _Signer(active, previous.template, previous.not_after_micros, time.monotonic())
         # style.md section 9: a key is checked against its certificate before it signs.
-        cert = x509.load_der_x509_certificate(active.certificate)
-        if cert.public_key() != self._public_key(active.key_label):
+        certified = x509.load_der_x509_certificate(active.certificate).public_key()
+        if (
+            certified != self._public_key(active.key_label)
+            or key_algorithm_of(certified) is not active.key_algorithm
+        ):
             raise ConfigError(
-                f"TSU key {active.key_label!r} does not match its certificate (signer {active.id})"
+                f"TSU key {active.key_label!r} does not match its certificate or its recorded"
+                f" algorithm {active.key_algorithm} (signer {active.id})"
             )
         template = TokenTemplate(
             active.certificate,
-            active.scheme,
+            token_scheme(active.scheme),
             policy=self.policy,
             accuracy_micros=self.accuracy_micros,
         )

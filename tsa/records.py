@@ -179,17 +179,14 @@ class RecordWriter:
                 # Batch mode: the tokens left already; keep the records, try again, and
                 # refuse new tokens meanwhile.
                 self._failing = True
-                self._queue[:0] = batch
-                stopping = self._stopping
-            if not stopping:
-                time.sleep(RETRY_DELAY)
-            else:
-                with self._cond:
-                    # Stopping and still failing: give up rather than hang the exit.
-                    del self._queue[: len(batch)]
-                    self._done += len(batch)
-                    self._cond.notify_all()
-                log.error("%d timestamp records lost at exit", len(batch))
+                if not self._stopping:
+                    self._queue[:0] = batch
+                    self._cond.wait(RETRY_DELAY)  # close() cuts the wait short
+                    return
+                # Stopping and still failing: give up rather than hang the exit.
+                self._done += len(batch)
+                self._cond.notify_all()
+            log.error("%d timestamp records lost at exit", len(batch))
             return
         with self._cond:
             self._done += len(batch)

@@ -47,18 +47,12 @@ class TsaRejection(SceauError):  # noqa: N818 - a refusal, not an error: style.m
         self.failure = failure
 
 
-# Errors raised below the TSA (ca/) in its terms, rendered as the closest bit.
-_FAILURES = {
-    ErrorKind.MALFORMED: PKIFailure.BAD_DATA_FORMAT,
-    ErrorKind.HSM: PKIFailure.SYSTEM_FAILURE,
-    ErrorKind.CONFIG: PKIFailure.SYSTEM_FAILURE,
-}
-
-
 def failure_of(exc: SceauError) -> PKIFailure:
+    """Checks of the request raise TsaRejection with their bit; any other error comes from
+    our side of the exchange (HSM, database, configuration): systemFailure."""
     if isinstance(exc, TsaRejection):
         return exc.failure
-    return _FAILURES.get(exc.kind, PKIFailure.BAD_REQUEST)
+    return PKIFailure.SYSTEM_FAILURE
 
 
 _GRANTED_STATUS = der.tlv(der.SEQUENCE, der.integer(PKIStatus.GRANTED))
