@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from asn1crypto import x509
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 
 from ca.authority import REVOCATION_REASONS, serial_hex
 from ca.store.db import Database
@@ -67,6 +67,19 @@ class StatusSource(Protocol):
         ...
 
 
+_CERTIFICATE = select(
+    Certificate.status,
+    Certificate.revoked_at,
+    Certificate.revocation_reason,
+    Certificate.invalidity_date,
+).where(Certificate.issuer_id == bindparam("issuer"), Certificate.serial == bindparam("serial"))
+_SIGNER = (
+    select(Signer.id)
+    .where(Signer.issuer_id == bindparam("issuer"), Signer.serial == bindparam("serial"))
+    .limit(1)
+)
+
+
 class DatabaseStatusSource:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -78,16 +91,11 @@ class DatabaseStatusSource:
     def status(self, issuer_id: str, serial: int) -> CertStatus:
         if serial <= 0:
             return NOT_ISSUED  # RFC 5280 section 4.1.2.2: we never issue one
-        hex_serial = serial_hex(serial)
-        with self._db.read() as session:
-            row = session.execute(
-                select(
-                    Certificate.status,
-                    Certificate.revoked_at,
-                    Certificate.revocation_reason,
-                    Certificate.invalidity_date,
-                ).where(Certificate.issuer_id == issuer_id, Certificate.serial == hex_serial)
-            ).first()
+        key = {"issuer": issuer_id, "serial": serial_hex(serial)}
+        # A Core connection and statements built once: this runs for every status answer
+        # that no cache holds, and the ORM session would double its cost.
+        with self._db.engine.connect() as conn:
+            row = conn.execute(_CERTIFICATE, key).first()
             if row is not None and row.status == "revoked":
                 return CertStatus(
                     CertState.REVOKED,
@@ -99,14 +107,10 @@ class DatabaseStatusSource:
                 return GOOD
             if row is not None:
                 return NOT_ISSUED  # reserved or failed
-            signer = session.scalar(
-                select(Signer.id)
-                .where(Signer.issuer_id == issuer_id, Signer.serial == hex_serial)
-                .limit(1)
-            )
+            signer = conn.execute(_SIGNER, key).first()
         # Signer certificates and issuing CAs are never revoked through the API (a
         # responder is short-lived and replaced, a CA is replaced at a ceremony).
-        if signer is not None or (issuer_id, hex_serial) in self._children():
+        if signer is not None or (issuer_id, key["serial"]) in self._children():
             return GOOD
         return NOT_ISSUED
 

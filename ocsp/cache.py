@@ -125,10 +125,6 @@ class EpochWatch:
                 self._lock.release()
         return self._epochs
 
-    def expire(self) -> None:
-        """Re-read at the next call (tests, and after this process revoked)."""
-        self._due = float("-inf")
-
 
 @dataclass(frozen=True, slots=True)
 class CacheEntry:
@@ -160,6 +156,3 @@ class AnswerCache:
                 # refill it from the database, not from the HSM.
                 self._entries = {}
             self._entries[key] = entry
-
-    def __len__(self) -> int:
-        return len(self._entries)
