@@ -51,7 +51,6 @@ class SigningResponder:
     """A CA's delegated responder (RFC 6960 section 4.2.2.2) and the DER parts of every
     response it signs, encoded once."""
 
-    issuer_id: str
     key_label: str
     scheme: SignatureScheme
     not_before: datetime
@@ -69,7 +68,6 @@ class SigningResponder:
         cert = x509.Certificate.load(signer.certificate)
         key_bits = bytes(cert["tbs_certificate"]["subject_public_key_info"]["public_key"])
         return cls(
-            issuer_id=signer.issuer_id,
             key_label=signer.key_label,
             scheme=signer.scheme,
             not_before=cert.not_valid_before,
