@@ -22,10 +22,13 @@ from asn1crypto import core, crl, x509
 from ca.algorithms import SignatureScheme
 from ca.authority import REVOCATION_REASONS
 
-# RFC 5280 section 5.2.3 cRLNumber / X.509 (10/2019) section 9.6.2.5 expiredCertsOnCRL.
+# X.509 (10/2019) section 9.6.2.5 expiredCertsOnCRL, which asn1crypto does not know.
 OID_EXPIRED_CERTS_ON_CRL = "2.5.29.60"
-_OID_REASON_CODE = bytes.fromhex("0603551d15")  # 2.5.29.21
-_OID_INVALIDITY_DATE = bytes.fromhex("0603551d18")  # 2.5.29.24
+# The DER of the OIDs written by hand below.
+_OID_REASON_CODE = core.ObjectIdentifier("2.5.29.21").dump()
+_OID_INVALIDITY_DATE = core.ObjectIdentifier("2.5.29.24").dump()
+_OID_EXPIRED_CERTS_ON_CRL = core.ObjectIdentifier(OID_EXPIRED_CERTS_ON_CRL).dump()
+_CRL_EXTENSIONS = 0xA0  # [0], constructed
 _SEQUENCE, _INTEGER, _OCTET_STRING, _ENUMERATED = 0x30, 0x02, 0x04, 0x0A
 _UTC_TIME, _GENERALIZED_TIME = 0x17, 0x18
 _UTC_TIME_LAST_YEAR = 2049  # RFC 5280 section 5.1.2.4: UTCTime through 2049
@@ -146,6 +149,16 @@ class CrlFields:
     expired_certs_since: datetime
 
 
+def _expired_certs_on_crl(since: datetime) -> bytes:
+    """X.509 section 9.6.2.5 expiredCertsOnCRL, non-critical (standards.md section 6.2):
+    EN 319 411-2 CSS-6.3.10-05/-06, present because revoked certificates are never taken
+    off the CRL; the GeneralizedTime is when we started keeping expired ones. Written as
+    DER by hand: asn1crypto knows no such extension (and the extension maps it would go
+    through are global, which other libraries in the process may fill)."""
+    value = _tlv(_GENERALIZED_TIME, since.astimezone(UTC).strftime("%Y%m%d%H%M%SZ").encode())
+    return _tlv(_SEQUENCE, _OID_EXPIRED_CERTS_ON_CRL + _tlv(_OCTET_STRING, value))
+
+
 def _extensions(fields: CrlFields) -> list[crl.TBSCertListExtension]:
     extensions = [
         # RFC 5280 section 5.2.1: MUST, non-critical; the key identifier method, as in the
@@ -183,20 +196,6 @@ def _extensions(fields: CrlFields) -> list[crl.TBSCertListExtension]:
                 }
             )
         )
-    # X.509 section 9.6.2.5 expiredCertsOnCRL, non-critical (standards.md section 6.2):
-    # EN 319 411-2 CSS-6.3.10-05/-06, present because revoked certificates are never taken
-    # off the CRL; the value is the time from which expired ones are kept.
-    extensions.append(
-        crl.TBSCertListExtension(
-            {
-                "extn_id": OID_EXPIRED_CERTS_ON_CRL,
-                "critical": False,
-                "extn_value": core.GeneralizedTime(
-                    fields.expired_certs_since.astimezone(UTC).replace(microsecond=0)
-                ).dump(),
-            }
-        )
-    )
     return extensions
 
 
@@ -222,9 +221,10 @@ def sign_crl(
     # RFC 5280 section 5.1.2.6: with no entry, revokedCertificates is absent (never empty).
     if entries.count:
         before += _header(_SEQUENCE, len(body))
-    after = crl.TbsCertList({"crl_extensions": crl.TBSCertListExtensions(_extensions(fields))})[
-        "crl_extensions"
-    ].dump()
+    # crlExtensions [0] EXPLICIT Extensions (RFC 5280 section 5.1).
+    extensions = b"".join(e.dump() for e in _extensions(fields))
+    extensions += _expired_certs_on_crl(fields.expired_certs_since)
+    after = _tlv(_CRL_EXTENSIONS, _tlv(_SEQUENCE, extensions))
     tbs_header = _header(_SEQUENCE, len(before) + len(body) + len(after))
 
     digest = hashlib.new(fields.scheme.hash.value)
