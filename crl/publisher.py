@@ -65,7 +65,7 @@ class PublishedCrl:
 
 
 @dataclass(frozen=True)
-class _Snapshot:
+class Snapshot:
     """What one consistent read saw: the issuer's status epoch and the entries it covers."""
 
     epoch: int
@@ -121,11 +121,11 @@ class CrlPublisher:
     def publish_changed(self, now: datetime) -> list[PublishedCrl]:
         """The scopes that have no CRL yet or gained a revocation since their newest CRL.
 
-        Cheap when nothing happened: one read of the small ``issuer_status`` table, compared
-        with what this process already settled. A revocation bumps its issuer's epoch in its
-        own transaction; then the revoked count per shard (revocation is final and entries
-        never leave a CRL, so a count that moved means new entries) says which scopes to
-        publish again.
+        Cheap when nothing happened: a read of the small ``issuers`` and ``issuer_status``
+        tables, compared with what this process already settled. A revocation bumps its
+        issuer's epoch in its own transaction; then the revoked count per shard (revocation
+        is final and entries never leave a CRL, so a count that moved means new entries)
+        says which scopes to publish again.
         """
         with self.db.read() as session:
             epochs = dict(session.execute(select(IssuerStatus.issuer_id, IssuerStatus.epoch)).all())
@@ -183,7 +183,7 @@ class CrlPublisher:
         # 2. Number, times and signature under the issuer's lock; store and audit.
         return self.store(issuer, shard, snapshot, now=now)
 
-    def read(self, issuer: LoadedIssuer, shard: int) -> _Snapshot:
+    def read(self, issuer: LoadedIssuer, shard: int) -> Snapshot:
         """The issuer's status epoch and the revoked certificates of the scope, as of one
         moment, the entries encoded as they stream in (memory grows with the CRL only)."""
         query = select(
@@ -197,7 +197,7 @@ class CrlPublisher:
                 Certificate.crl_shard.is_(None) if shard == FULL else Certificate.crl_shard == shard
             )
         entries = RevokedEntries()
-        with _snapshot(self.db.engine.connect()) as conn:
+        with _consistent_read(self.db.engine.connect()) as conn:
             epoch = conn.execute(
                 select(IssuerStatus.epoch).where(IssuerStatus.issuer_id == issuer.id)
             ).scalar()
@@ -205,11 +205,14 @@ class CrlPublisher:
             for serial, revoked_at, reason, invalidity_date in rows:
                 assert revoked_at is not None  # ca.authority.revoke sets it with the status
                 entries.add(serial, revoked_at, reason, invalidity_date)
-        return _Snapshot(epoch or 0, entries)
+        return Snapshot(epoch or 0, entries)
 
     def store(
-        self, issuer: LoadedIssuer, shard: int, snapshot: _Snapshot, *, now: datetime
+        self, issuer: LoadedIssuer, shard: int, snapshot: Snapshot, *, now: datetime
     ) -> PublishedCrl | None:
+        """Number, date, sign and store ``snapshot`` as the scope's next CRL, and audit it;
+        None if a CRL of a newer snapshot was stored first. The snapshot is spent: its
+        entries' buffer becomes the CRL."""
         scheme = issuer.info.scheme
         certificate = x509.Certificate.load(issuer.certificate)
         with self.db.write() as session:
@@ -252,7 +255,6 @@ class CrlPublisher:
                 scope_url=None if self._complete(issuer, shard) else self.url(issuer.id, shard),
                 expired_certs_since=certificate.not_valid_before,
             )
-            # The entries' buffer becomes the CRL: the snapshot is spent.
             der = sign_crl(
                 fields,
                 snapshot.entries,
@@ -310,7 +312,7 @@ class CrlPublisher:
 
 
 @contextmanager
-def _snapshot(connection: Connection) -> Iterator[Connection]:
+def _consistent_read(connection: Connection) -> Iterator[Connection]:
     """One read transaction that sees a single moment. SQLite's read transaction does (WAL
     snapshot); PostgreSQL's default READ COMMITTED takes a snapshot per statement, so the
     epoch and the entries could disagree: REPEATABLE READ makes it one."""
