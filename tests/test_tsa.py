@@ -364,6 +364,21 @@ def test_http_errors(tsa: Tsa) -> None:
     assert tsa.post(GOOD, environ_overrides=announced).status_code == 413
 
 
+def test_fast_path_and_flask_view_answer_alike(tsa: Tsa) -> None:
+    """tsa.views.FastPath answers ordinary requests; a body of unannounced length (chunked)
+    takes the Flask view. Both answer the same way."""
+    fast = tsa.post(GOOD, headers={"X-Request-Id": "abc"})
+    chunked = {"CONTENT_LENGTH": "", "wsgi.input_terminated": True}
+    slow = tsa.post(GOOD, headers={"X-Request-Id": "abc"}, environ_overrides=chunked)
+    for answer in (fast, slow):
+        assert answer.status_code == 200
+        granted_token(TimeStampResp.load(answer.data))
+        assert answer.mimetype == REPLY
+        assert answer.headers["Cache-Control"] == "no-store"
+        assert answer.headers["X-Request-Id"] == "abc"
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+
+
 def test_parser_returns_request(tsa: Tsa) -> None:
     parsed = parse_request(query("sha512", nonce=-7, cert_req=True, policy="1.2.3"))
     assert isinstance(parsed, TimestampRequest)

@@ -82,7 +82,7 @@ class RateLimiter:
 
     def retry_after(self, client: str) -> float:
         """0 when ``client`` may have a token now (and one is taken), else the seconds to
-        wait before one is available."""
+        wait before one is available (and nothing is taken: asking again answers alike)."""
         if not self.enabled:
             return 0.0
         now = time.monotonic()

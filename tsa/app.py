@@ -35,12 +35,15 @@ def create_app(
     authority = TimestampAuthority.from_config(
         ctx.config, ctx.db, ctx.keys, ctx.profiles, clock=clock
     )
-    app.extensions[views.EXTENSION] = views.TsaService(
+    service = views.TsaService(
         authority,
         Authenticator(ctx.db, tsa.auth),
         RateLimiter(tsa.rate_limit, tsa.rate_burst),
     )
+    app.extensions[views.EXTENSION] = service
     app.register_blueprint(views.bp)
+    # Flask's way to put WSGI middleware in front of an application (tsa/views.py).
+    app.wsgi_app = views.FastPath(app.wsgi_app, service)  # type: ignore[method-assign]
     if clock is None and tsa.clock_check == "off":
         log.warning(
             'TSA CLOCK CHECK OFF ([tsa] clock_check = "off" in %s): tokens state the system'
