@@ -548,14 +548,18 @@ def test_two_schedulers_publish_one_crl_per_tick(pki: Pki) -> None:
     for row in rows:
         by_scope.setdefault((row.issuer_id, row.shard), []).append(row)
     assert set(by_scope) >= {(i, FULL) for i in CA_IDS}
-    ticks = {len(crls) for crls in by_scope.values()}
-    assert ticks == {3}, {k: len(v) for k, v in by_scope.items()}
+    # Three ticks fit in the time; a machine loaded enough to make both schedulers miss one
+    # (APScheduler drops a tick over a second late) publishes less, never more, and every
+    # scope the same number of times.
+    counts = {len(crls) for crls in by_scope.values()}
+    assert len(counts) == 1 and 2 <= min(counts) <= 3, {k: len(v) for k, v in by_scope.items()}
+    ticks = counts.pop()
     for crls in by_scope.values():
         # One publication per tick: successive CRLs of a scope are a tick apart.
         gaps = [(b.created_at - a.created_at).total_seconds() for a, b in itertools.pairwise(crls)]
         assert all(gap > tick * 0.75 for gap in gaps), gaps
     # Within a tick, every CRL comes from one instance.
-    for n in range(3):
+    for n in range(ticks):
         tick_rows = [crls[n] for crls in by_scope.values()]
         publishers = {
             actors[r.issuer_id, None if r.shard == FULL else r.shard, r.number] for r in tick_rows
