@@ -59,9 +59,10 @@ _HTTP_STATUS = {ResponseStatus.TRY_LATER: 503, ResponseStatus.INTERNAL_ERROR: 50
 
 
 class RequestPath(BaseConverter):
-    """The rest of the path, slashes included: base64 uses ``/``, and may start with one."""
+    """The rest of the path, slashes included: base64 uses ``/``, and may start with one.
+    Any character at all (a decoded %0A too): what is not base64 is malformedRequest."""
 
-    regex = ".*"
+    regex = "(?s:.*)"
     part_isolating = False
 
 
