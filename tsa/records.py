@@ -46,6 +46,7 @@ RETRY_DELAY = 1.0  # seconds between attempts at a batch the database refused
 CLOSE_TIMEOUT = 10.0  # seconds a stopping process waits for its last batch
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INSERT = insert(Timestamp)
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,8 @@ class RecordWriter:
     def _write(self, batch: list[TimestampRecord]) -> None:
         try:
             with self._db.write() as session:
-                session.execute(insert(Timestamp), [r.row() for r in batch])
+                # A Core executemany: the ORM's bulk path costs half as much again.
+                session.connection().execute(_INSERT, [r.row() for r in batch])
         except Exception:
             log.exception("writing %d timestamp records failed", len(batch))
             with self._cond:
