@@ -447,6 +447,14 @@ def test_kernel_clock_reads_this_machine() -> None:
 # -- records -----------------------------------------------------------------------------------
 
 
+def test_batch_records_commit_within_the_flush_interval(tsa: Tsa, pki: Pki) -> None:
+    _, tst = granted_token(tsa.stamp(query()))  # one token, then silence: no flush() here
+    deadline = time.monotonic() + 5
+    while not records(pki.ctx.db, tst["serial_number"].native):
+        assert time.monotonic() < deadline, "the record was not written"
+        time.sleep(0.02)
+
+
 def test_sync_records_commit_before_the_answer(pki: Pki) -> None:
     made = make_tsa(pki, record="sync")
     try:

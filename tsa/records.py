@@ -99,7 +99,9 @@ class RecordWriter:
             self._queue.append(rec)
             self._queued += 1
             ticket = self._queued
-            if self._sync or len(self._queue) >= BATCH_SIZE:
+            # Wake the writer: a batch starts (it then gathers for FLUSH_INTERVAL), is full,
+            # or, in sync mode, someone waits.
+            if self._sync or len(self._queue) in (1, BATCH_SIZE):
                 self._cond.notify_all()
             if not self._sync:
                 return
