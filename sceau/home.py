@@ -92,7 +92,7 @@ accuracy_ms = 1000
 # "kernel": refuse tokens (timeNotAvailable) unless the kernel says NTP keeps the clock
 # within the accuracy. "off": trust the clock blindly, for machines without NTP only.
 # `sceau init` writes "off" when the kernel says the clock is not synchronised then.
-clock_check = "{'kernel' if kernel_clock_synchronised() else 'off'}"
+clock_check = "{"kernel" if kernel_clock_synchronised() else "off"}"
 # "batch": answer once the token's record is queued (a crash loses ~100 ms of records);
 # "sync": answer once it is committed.
 record = "batch"
