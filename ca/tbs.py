@@ -174,7 +174,14 @@ def build_tbs(req: TbsRequest, urls: Urls) -> x509.TbsCertificate:
         )
     if profile.qc.present:
         qc_der = encode_qc_statements(profile.qc, urls.pds())
-        extensions.append(_ext(OID_QC_STATEMENTS, qc_der))
+        extensions.append(
+            _ext(
+                # Pre-encoded and wrapped as is: asn1crypto may know the OID (pyHanko
+                # registers one) and would otherwise try to re-parse our bytes as natives.
+                OID_QC_STATEMENTS,
+                core.ParsableOctetString(qc_der),
+            )
+        )
 
     signature = (issuer.scheme if issuer else _root_scheme(profile)).algorithm_identifier()
     return x509.TbsCertificate(

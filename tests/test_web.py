@@ -18,8 +18,15 @@ from tsa.app import create_app as create_tsa
 
 
 def test_every_service_answers_health_and_metrics(pki: Pki) -> None:
-    for factory in (create_ca, create_registration, create_tsa, create_ocsp, create_crl):
-        app: Flask = factory(ctx=pki.ctx)
+    no_jobs = {"start_jobs": False}  # services with schedulers must not leave them running
+    for factory, extra in (
+        (create_ca, {}),
+        (create_registration, {}),
+        (create_tsa, no_jobs),
+        (create_ocsp, no_jobs),
+        (create_crl, no_jobs),
+    ):
+        app: Flask = factory(ctx=pki.ctx, **extra)
         http = Client(app)
         health = http.get("/healthz")
         assert health.status_code == 200
