@@ -4,10 +4,9 @@ judges the TSU certificate."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
 import http.client
+import json
 import os
 import signal
 import socket
@@ -222,14 +221,41 @@ def live(pki: Pki, tmp_path: Path) -> Iterator[int]:
             proc.wait()
 
 
+# pyHanko as a signing platform uses a TSA: HTTPTimeStamper (which checks the nonce), then
+# its validator, trusting our root only. In a process of its own: importing pyHanko
+# registers its own ASN.1 types in asn1crypto's global tables (qcStatements among them),
+# which would change how the rest of the test session encodes certificates.
+PYHANKO_CLIENT = """
+import asyncio, hashlib, json, sys
+from asn1crypto import x509
+from pyhanko.sign.timestamps import HTTPTimeStamper
+from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
+from pyhanko_certvalidator import ValidationContext
+
+url, root_path = sys.argv[1], sys.argv[2]
+digest = hashlib.sha256(b"a PAdES signature value").digest()
+
+async def main():
+    token = await HTTPTimeStamper(url).async_timestamp(digest, "sha256")
+    root = x509.Certificate.load(open(root_path, "rb").read())
+    context = ValidationContext(trust_roots=[root], allow_fetching=False)
+    status = await validate_tst_signed_data(token["content"], context, lambda _: digest)
+    tst = token["content"]["encap_content_info"]["content"].parsed
+    print(json.dumps({
+        "intact": status["intact"],
+        "valid": status["valid"],
+        "trust_problem_indic": str(status["trust_problem_indic"]),
+        "imprint_ok": tst["message_imprint"]["hashed_message"].native == digest,
+    }))
+
+asyncio.run(main())
+"""
+
+
 @pytest.mark.slow
 def test_live_server_openssl_and_pyhanko(
     live: int, pki: Pki, pems: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from pyhanko.sign.timestamps import HTTPTimeStamper
-    from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
-    from pyhanko_certvalidator import ValidationContext
-
     # As the issue's check: openssl ts -query | curl --data-binary @- | openssl ts -verify.
     data = tmp_path / "contract.pdf"
     data.write_bytes(os.urandom(5000))
@@ -239,21 +265,14 @@ def test_live_server_openssl_and_pyhanko(
     (tmp_path / "r.tsr").write_bytes(reply)
     assert "Verification: OK" in openssl_verify(data, tmp_path / "r.tsr", pems)
 
-    # pyHanko as a signing platform uses it: HTTPTimeStamper (nonce checked), then its
-    # validator, trusting our root only.
-    digest = hashlib.sha256(b"a PAdES signature value").digest()
-    root = asn1_x509.Certificate.load(pki.ctx.authority.issuers.get("root").certificate)
-
-    async def stamp_and_validate() -> dict[str, object]:
-        token = await HTTPTimeStamper(f"http://127.0.0.1:{live}/tsa").async_timestamp(
-            digest, "sha256"
-        )
-        context = ValidationContext(trust_roots=[root], allow_fetching=False)
-        status: dict[str, object] = await validate_tst_signed_data(
-            token["content"], context, lambda _algorithm: digest
-        )
-        return status
-
-    status = asyncio.run(stamp_and_validate())
-    assert status["intact"] and status["valid"], status
-    assert status["trust_problem_indic"] is None, status
+    root = tmp_path / "root.der"
+    root.write_bytes(pki.ctx.authority.issuers.get("root").certificate)
+    done = run(BIN / "python", "-c", PYHANKO_CLIENT, f"http://127.0.0.1:{live}/tsa", root)
+    assert done.returncode == 0, done.stderr
+    verdict = json.loads(done.stdout.strip().splitlines()[-1])
+    assert verdict == {
+        "intact": True,
+        "valid": True,
+        "trust_problem_indic": "None",
+        "imprint_ok": True,
+    }, done.stderr

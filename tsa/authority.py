@@ -7,7 +7,8 @@ One request, in order (each step raises a TsaRejection naming its failure bit):
 3. Read the clock; refuse when it is not trusted within the accuracy (tsa/clock.py).
 4. Take the TSU signer valid now (EN 319 421 TIS-7.7.1-09: none after its certificate ends).
 5. Build TSTInfo with a fresh serial, sign it in the HSM (tsa/token.py).
-6. Record the token (tsa/records.py); only then is it answered.
+6. Hand its record to the writer (tsa/records.py): queued ("batch") or committed ("sync")
+   before the token is answered.
 """
 
 from __future__ import annotations
