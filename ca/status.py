@@ -66,6 +66,11 @@ class StatusSource(Protocol):
         response is missing or expires before ``fresh_until``; at most ``limit``."""
         ...
 
+    def revoked_without_response(self, issuer_id: str, *, since: datetime, limit: int) -> list[int]:
+        """Serials of certificates of ``issuer_id`` revoked at or after ``since`` that have
+        no pre-signed OCSP response (revocation deletes it); at most ``limit``."""
+        ...
+
 
 _CERTIFICATE = select(
     Certificate.status,
@@ -167,6 +172,27 @@ class DatabaseStatusSource:
             )
         serials += sorted(others - fresh)
         return [int(s, 16) for s in serials[:limit]]
+
+    def revoked_without_response(self, issuer_id: str, *, since: datetime, limit: int) -> list[int]:
+        with self._db.read() as session:
+            serials = session.scalars(
+                select(Certificate.serial)
+                .outerjoin(
+                    OcspResponse,
+                    and_(
+                        OcspResponse.issuer_id == Certificate.issuer_id,
+                        OcspResponse.serial == Certificate.serial,
+                    ),
+                )
+                .where(
+                    Certificate.issuer_id == issuer_id,
+                    Certificate.status == "revoked",
+                    Certificate.revoked_at >= since,
+                    OcspResponse.serial.is_(None),
+                )
+                .limit(limit)
+            )
+            return [int(s, 16) for s in serials]
 
     def _children(self) -> dict[tuple[str, str], datetime]:
         with self._lock:

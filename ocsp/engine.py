@@ -76,7 +76,8 @@ class IssuerIndex:
             ) from None
 
     def ids(self) -> list[str]:
-        self._load()
+        if time.monotonic() - self._loaded >= _RELOAD_SECONDS:
+            self._load()
         return list(self._by_id)
 
     def _load(self) -> None:

@@ -3,6 +3,10 @@
 * ``ocsp-presign``: signs a response for every unexpired certificate that has none, and
   re-signs those past half their validity, so that requests find them in the database;
   then deletes the responses no client may use any more.
+* ``ocsp-revocations``: every second, re-signs the responses of certificates revoked in
+  the last few seconds (revocation deleted them), so that the database holds the revoked
+  answer at once even if no client has asked yet. (Clients asking sooner get it signed
+  on the spot: this only saves them the wait.)
 * ``ocsp-responders``: certifies a new delegated responder for a CA whose responder
   certificate has less than a third of its validity left (RFC 9919 section 2.2.2: short
   lived, renewed regularly). Responses switch to it as each worker reloads its signers.
@@ -26,6 +30,11 @@ from ocsp.engine import Engine
 log = logging.getLogger(__name__)
 
 PRESIGN_BATCH = 200
+REVOCATION_CHECK = timedelta(seconds=1)
+# Revocations this recent are looked for at each check: several checks, so that one
+# missed tick (the lease held elsewhere, a slow run) loses nothing. Older ones without a
+# response are the pre-signing job's.
+REVOCATION_WINDOW = timedelta(seconds=30)
 RESPONDER_CHECK = timedelta(hours=1)
 RENEWAL_ACTOR = "service:ocsp-renewal"
 
@@ -51,6 +60,17 @@ def presign_due(
     purged = engine.store.purge(before=now)
     if signed or purged:
         log.info("OCSP pre-signing: %d responses signed, %d expired ones deleted", signed, purged)
+    return signed
+
+
+def resign_revoked(engine: Engine, source: StatusSource, *, now: datetime) -> int:
+    """Sign the responses of certificates revoked within REVOCATION_WINDOW that have none."""
+    signed = 0
+    for issuer_id in engine.index.ids():
+        for serial in source.revoked_without_response(
+            issuer_id, since=now - REVOCATION_WINDOW, limit=PRESIGN_BATCH
+        ):
+            signed += engine.presign(issuer_id, serial, now=now)
     return signed
 
 
@@ -96,8 +116,12 @@ def register_jobs(
     def presign(now: datetime) -> None:
         presign_due(engine, source, validity, now=now, budget=interval * 0.8)
 
+    def revocations(now: datetime) -> None:
+        resign_revoked(engine, source, now=now)
+
     def responders(now: datetime) -> None:
         renew_responders(config, db, keys, profiles, engine, now=now)
 
     runner.every("ocsp-presign", interval, presign)
+    runner.every("ocsp-revocations", REVOCATION_CHECK, revocations)
     runner.every("ocsp-responders", RESPONDER_CHECK, responders)

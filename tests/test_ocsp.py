@@ -30,7 +30,7 @@ from ca.authority import serial_hex
 from ca.profiles import ProfileKind
 from ca.signers import current_signer
 from ca.store.models import Certificate, OcspResponse
-from ocsp.jobs import presign_due, renew_responders
+from ocsp.jobs import presign_due, renew_responders, resign_revoked
 from ocsp.views import OcspService
 from tests.conftest import ApiClient, Pki
 from tests.helpers import BIN, NATURAL, csr_pem, run
@@ -481,6 +481,23 @@ def test_presigning_job_covers_every_certificate(pki: Pki) -> None:
         "persons", now=later, fresh_until=later + validity / 2, limit=100_000
     )
     assert leaf.serial_number in due
+
+
+def test_revoked_responses_are_re_signed_at_once(pki: Pki) -> None:
+    api = pki.client("person-lcp")
+    leaf, chain = issue(api)
+    der = request_der(leaf, x509.load_der_x509_certificate(chain[0]), hashes.SHA256())
+    svc = service(pki)
+    assert svc.engine.answer(der, now=datetime.now(UTC)).source == "signed"  # now stored
+    revoke(api, leaf, reason="cessationOfOperation")
+    serial = serial_hex(leaf.serial_number)
+    assert svc.engine.store.get("persons", serial) is None  # revocation deleted it
+    assert resign_revoked(svc.engine, svc.engine.source, now=datetime.now(UTC)) >= 1
+    answer = svc.engine.answer(der, now=datetime.now(UTC))
+    assert answer.source == "database"
+    response = verified(answer.body, chain[0])
+    assert response.revocation_reason is x509.ReasonFlags.cessation_of_operation
+    assert resign_revoked(svc.engine, svc.engine.source, now=datetime.now(UTC)) == 0
 
 
 def test_responders_are_renewed_before_they_expire(pki: Pki) -> None:
