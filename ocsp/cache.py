@@ -68,7 +68,13 @@ class PresignedStore:
             ).first()
         if row is None:
             return None
-        return StoredResponse(tuple(der.elements(row.der)), row.this_update, row.next_update)
+        try:
+            responses = tuple(der.elements(row.der))
+        except (ValueError, IndexError):
+            return None  # not what put() writes: re-signed and replaced
+        if not responses or any(r[:1] != b"\x30" for r in responses):
+            return None
+        return StoredResponse(responses, row.this_update, row.next_update)
 
     def put(self, issuer_id: str, serial: str, stored: StoredResponse) -> None:
         """Insert or replace; never replace a row with an older one (a slow writer racing

@@ -161,9 +161,12 @@ def signed_response(responder: SigningResponder, tbs: bytes, signature: bytes) -
     )
 
 
-def first_status(response: bytes) -> str:
+def first_status(response: bytes) -> str | None:
     """The certStatus ("good", "revoked", "unknown") of the first SingleResponse of one of
-    our own signed responses."""
-    basic = ocsp.OCSPResponse.load(response)["response_bytes"]["response"].parsed
-    name: str = basic["tbs_response_data"]["responses"][0]["cert_status"].name
+    our own signed responses; None if it is not one."""
+    try:
+        basic = ocsp.OCSPResponse.load(response)["response_bytes"]["response"].parsed
+        name: str = basic["tbs_response_data"]["responses"][0]["cert_status"].name
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
     return name

@@ -456,6 +456,13 @@ def test_a_stale_row_is_never_served(pki: Pki) -> None:
     assert verified(answer.body, chain[0]).certificate_status is ocsp.OCSPCertStatus.REVOKED
     again = svc.engine.answer(der, now=datetime.now(UTC))
     assert (again.source, again.body) == ("database", answer.body)
+    # Rows that are not what the store writes are re-signed too, never a 500.
+    for junk in (b"", b"\x30\x00", b"\x30\x05\x0a\x01\x00", answer.body, b"\x30\x84\xff"):
+        with pki.ctx.db.write() as session:
+            session.query(OcspResponse).filter_by(serial=serial_hex(leaf.serial_number)).update(
+                {"der": junk}
+            )
+        assert svc.engine.answer(der, now=datetime.now(UTC)).source == "signed", junk
 
 
 def test_presigning_job_covers_every_certificate(pki: Pki) -> None:
