@@ -212,8 +212,9 @@ class Crl(Base):
 
 
 class OcspResponse(Base):
-    """Pre-signed OCSP responses (no nonce). A revocation deletes the row in its transaction,
-    so the next request signs afresh."""
+    """Pre-signed OCSP responses (no nonce), one per CertID hash (SHA-1, SHA-256) stored
+    together in ``der`` as a DER SEQUENCE OF OCSPResponse. A revocation deletes the row in its
+    transaction, so the next request signs afresh."""
 
     __tablename__ = "ocsp_responses"
     issuer_id: Mapped[str] = mapped_column(ForeignKey("issuers.id"), primary_key=True)
