@@ -54,7 +54,6 @@ class TokenTemplate:
         *,
         policy: str,
         accuracy_micros: int,
-        tsa_name: bool = True,
     ) -> None:
         cert = x509.Certificate.load(certificate)
         tbs = cert["tbs_certificate"]
@@ -66,10 +65,8 @@ class TokenTemplate:
         # RFC 3161 §2.4.2: tsa, when present, is one of the TSU certificate's subject
         # names; it lets a relying party see which unit answered (EN 319 422 §5.2.2
         # leaves it optional). [0] EXPLICIT, as a tagged CHOICE always is.
-        self._tsa = (
-            der.tlv(0xA0, x509.GeneralName(name="directory_name", value=tbs["subject"]).dump())
-            if tsa_name
-            else b""
+        self._tsa = der.tlv(
+            0xA0, x509.GeneralName(name="directory_name", value=tbs["subject"]).dump()
         )
         # RFC 5754 §2: SHA-2 AlgorithmIdentifiers SHOULD omit the parameters.
         digest_algorithm = der.tlv(der.SEQUENCE, der.oid(HASH_OIDS[self._hash_name]))

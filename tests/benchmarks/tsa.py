@@ -163,18 +163,18 @@ class Server:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the live server group (Linux /proc)."""
+    def cpu_seconds(self) -> dict[int, float]:
+        """User + system CPU of each live process of the server group (Linux /proc)."""
         if self.proc is None:
-            return 0.0
-        tick, total = os.sysconf("SC_CLK_TCK"), 0.0
+            return {}
+        tick, seconds = os.sysconf("SC_CLK_TCK"), {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             with contextlib.suppress(OSError, ValueError, IndexError):
                 raw = stat.read_text()
                 rest = raw[raw.rindex(")") + 2 :].split()
                 if int(rest[2]) == self.proc.pid:
-                    total += (int(rest[11]) + int(rest[12])) / tick
-        return total
+                    seconds[int(stat.parent.name)] = (int(rest[11]) + int(rest[12])) / tick
+        return seconds
 
     def tail(self, lines: int = 20) -> str:
         with contextlib.suppress(OSError):
@@ -235,6 +235,9 @@ class Load:
     wall: float = 0.0
     client_cpu: float = 0.0
     server_cpu: float = 0.0
+    # Each worker's share: gunicorn's gthread workers race to accept, and keep-alive
+    # connections stay where they landed, so one worker may serve most of them.
+    worker_cpu: list[float] = field(default_factory=list)
     # CPU that processes other than the server and this one took meanwhile (cores): on a
     # shared machine they, not the TSA, may explain a poor figure.
     others_cpu: float = 0.0
@@ -505,7 +508,13 @@ def bench_algorithm(args: argparse.Namespace, workdir: Path, algorithm: str) -> 
         print(f"[{algorithm}] timed phase: {args.seconds:.0f} s", flush=True)
         cpu0, busy0 = server.cpu_seconds(), machine_busy_seconds()
         load = drive(server.port, requests, args.concurrency, args.seconds, args.max_requests)
-        load.server_cpu = server.cpu_seconds() - cpu0
+        cpu1 = server.cpu_seconds()
+        load.server_cpu = sum(cpu1.values()) - sum(cpu0.values())
+        assert server.proc is not None
+        load.worker_cpu = sorted(
+            (cpu1[pid] - cpu0.get(pid, 0.0) for pid in cpu1 if pid != server.proc.pid),
+            reverse=True,
+        )
         others = machine_busy_seconds() - busy0 - load.server_cpu - load.client_cpu
         load.others_cpu = max(0.0, others)
         log_size = log.stat().st_size
@@ -548,7 +557,9 @@ def report(args: argparse.Namespace, outcomes: list[Outcome]) -> None:
             f"  p99 {o.latency_ms(0.99):.1f}  max {o.latency_ms(1.0):.1f}"
         )
         print(
-            f"cpu              server {load.server_cpu / load.wall:.2f} cores,"
+            f"cpu              server {load.server_cpu / load.wall:.2f} cores (workers "
+            + ", ".join(f"{cpu / load.wall:.2f}" for cpu in load.worker_cpu)
+            + "),"
             f" load generator {load.client_cpu / load.wall:.2f} cores,"
             f" other processes {load.others_cpu / load.wall:.2f} cores"
             + ("  << NOT QUIET: figures unreliable" if load.others_cpu / load.wall > 0.2 else "")
