@@ -9,8 +9,8 @@ It builds a throwaway home (`sceau init`, a SoftHSM2 token), starts `sceau serve
 loopback port, and posts N person-lcp issuance requests from concurrent keep-alive clients.
 Then, with the server stopped so that it does not compete for the CPU, it measures how fast
 the issuing CA key signs through ca.hsm.KeyStore alone, in one process and in as many
-processes as the server had workers. The ratio of the two rates says how much of an
-issuance the HSM signature accounts for. The last line is machine-readable (RESULT ...).
+processes as the server had workers. The ratio of the two rates is the share of the HSM's
+signing capacity that issuance at full load uses. The last line is machine-readable (RESULT ...).
 
 Not a pytest test: the file name does not match test_*.py, so pytest never collects it.
 """
@@ -27,6 +27,7 @@ import os
 import platform
 import queue
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -71,6 +72,10 @@ HEALTH_TIMEOUT = 60.0
 # a reset, not as our own timeout.
 REQUEST_TIMEOUT = 90.0
 WARMUP_REQUESTS = 50
+SERVER_THREADS = 4  # per worker; `sceau serve`'s default, passed explicitly for the report
+# CPU use by other processes (cores, averaged over a phase) above which the report
+# warns; the kernel's own work on the database and loopback stays well below it.
+NOISY_CORES = 0.2
 PROOFS = 16
 FAILURE_BODY_CHARS = 2000
 LOG_EXCERPT_LINES = 20
@@ -84,6 +89,13 @@ LOG_ALARMS = re.compile(
 )
 # Each worker boots once at start; one more boot means gunicorn replaced a dead worker.
 BOOTING = "Booting worker"
+# Where a log record begins: Python logging's "2026-01-02 03:04:05,678 LEVEL" or
+# gunicorn's "[2026-01-02 03:04:05 +0000] [pid] [LEVEL]"; other lines continue a record.
+LOG_RECORD_START = re.compile(r"^\[?\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d")
+# The last line of a traceback: "package.module.SomeError: message".
+LOG_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Timeout)\b")
+# What differs between two occurrences of the same alarm: times, pids, request ids.
+LOG_VARYING = re.compile(r"\d+")
 
 # The identity a platform vouches for (delegated method): verified at once, reusable for
 # any number of certificates. A copy of tests/helpers.py NATURAL, which this script, run
@@ -159,6 +171,8 @@ class Server:
                     str(self.port),
                     "--workers",
                     str(self.workers),
+                    "--threads",
+                    str(SERVER_THREADS),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -235,6 +249,55 @@ def group_cpu_seconds(pgid: int) -> dict[int, float]:
     return seconds
 
 
+def machine_busy_seconds() -> float:
+    """User, nice and system CPU seconds of all CPUs since boot (Linux /proc/stat).
+    Interrupt time is left out: it is mostly our own loopback traffic, charged to no one."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return sum(int(v) for v in fields[1:4]) / os.sysconf("SC_CLK_TCK")
+    return float("nan")
+
+
+def own_cpu_seconds(server_pgid: int | None) -> float:
+    """CPU seconds of this process, its reaped children and the live server group."""
+    own = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        own += usage.ru_utime + usage.ru_stime
+    if server_pgid is not None:
+        own += sum(group_cpu_seconds(server_pgid).values())
+    return own
+
+
+@dataclass
+class Quietness:
+    """How much CPU other processes (other users' jobs, not ours) took during a phase:
+    on a shared machine they, not Sceau, may explain a poor figure."""
+
+    wall: float = 0.0
+    others: float = 0.0  # CPU seconds
+
+    @property
+    def cores(self) -> float:
+        return self.others / self.wall if self.wall > 0 else 0.0
+
+
+@contextlib.contextmanager
+def watching(server_pgid: int | None = None) -> Iterator[Quietness]:
+    quiet = Quietness()
+    busy, own, began = machine_busy_seconds(), own_cpu_seconds(server_pgid), time.perf_counter()
+    try:
+        yield quiet
+    finally:
+        quiet.wall = time.perf_counter() - began
+        # Clamped: the clocks of /proc/stat and getrusage tick differently, and a negative
+        # figure would only mean "nothing else ran".
+        quiet.others = max(
+            0.0,
+            (machine_busy_seconds() - busy) - (own_cpu_seconds(server_pgid) - own),
+        )
+
+
 # -- the API client -----------------------------------------------------------------------
 
 
@@ -292,6 +355,10 @@ def issuance_bodies(count: int, proofs: Sequence[str]) -> list[bytes]:
 class LoadResult:
     requested: int
     latencies: list[float] = field(default_factory=list)  # seconds, successes only
+    # When each success completed, in seconds since the phase began: shows whether the
+    # rate holds while the database grows.
+    completions: list[float] = field(default_factory=list)
+    began: float = 0.0  # time.perf_counter() at the start of the phase
     failures: int = 0
     statuses: dict[str, int] = field(default_factory=dict)  # "201", "500", "ConnectionReset..."
     first_failure: str | None = None
@@ -306,6 +373,17 @@ class LoadResult:
     @property
     def rate(self) -> float:
         return len(self.latencies) / self.wall if self.wall > 0 else 0.0
+
+    def rates_by_slice(self, slices: int = 4) -> list[float]:
+        """Issuance rate over consecutive equal shares of the successes."""
+        done = sorted(self.completions)
+        rates, previous = [], 0.0
+        for i in range(1, slices + 1):
+            chunk = done[(i - 1) * len(done) // slices : i * len(done) // slices]
+            if chunk:
+                rates.append(len(chunk) / max(chunk[-1] - previous, 1e-9))
+                previous = chunk[-1]
+        return rates
 
 
 def run_load(
@@ -345,12 +423,13 @@ def run_load(
                     conn.close()
                     fail(type(exc).__name__, f"{type(exc).__name__}: {exc}")
                     continue
-                elapsed = time.perf_counter() - started
+                finished = time.perf_counter()
                 if status != 201:
                     fail(str(status), f"HTTP {status}: {payload.decode(errors='replace')}")
                     continue
                 with lock:
-                    result.latencies.append(elapsed)
+                    result.latencies.append(finished - started)
+                    result.completions.append(finished - result.began)
                     result.statuses["201"] = result.statuses.get("201", 0) + 1
         finally:
             conn.close()
@@ -362,13 +441,13 @@ def run_load(
     ]
     server_cpu = group_cpu_seconds(server_pgid) if server_pgid is not None else {}
     client_cpu = time.process_time()
-    started = time.perf_counter()
+    result.began = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         # Bounded by the deadline plus one request's timeout.
         thread.join(timeout=max(0.0, deadline - time.monotonic()) + REQUEST_TIMEOUT + 5)
-    result.wall = time.perf_counter() - started
+    result.wall = time.perf_counter() - result.began
     result.client_cpu = time.process_time() - client_cpu
     if server_pgid is not None:
         result.server_master = server_pgid
@@ -380,6 +459,8 @@ def run_load(
         if result.unsent:
             result.failures += result.unsent
             result.statuses["not sent (deadline)"] = result.unsent
+            if result.first_failure is None:
+                result.first_failure = f"{result.unsent} requests not sent: the deadline passed"
     return result
 
 
@@ -500,25 +581,63 @@ def machine_info() -> list[str]:
     ]
 
 
-def server_alarms(log_path: Path, until: int, workers: int) -> list[str]:
-    """Alarming lines of the first `until` bytes of the log, worker restarts included."""
+@dataclass
+class Alarm:
+    """One kind of alarming log record: its first line and, for a traceback, the exception."""
+
+    first: str  # the first occurrence's opening line, as logged
+    exception: str  # the traceback's last line, or ""
+    count: int = 1
+
+
+def server_alarms(log_path: Path, until: int, workers: int) -> list[Alarm]:
+    """Alarming records of the first `until` bytes of the log, worker restarts included,
+    one entry per kind (the same message from another worker or at another time counts
+    as the same kind), in order of first appearance."""
     try:
         with log_path.open("rb") as log:
             lines = log.read(until).decode(errors="replace").splitlines()
     except OSError:
         return []
-    alarms = [line for line in lines if LOG_ALARMS.search(line)]
-    restarts = [line for line in lines if BOOTING in line][workers:]
-    return alarms + [f"(worker restart) {line}" for line in restarts]
+    # A record is a timestamped line and the traceback lines that follow it.
+    records: list[list[str]] = []
+    for line in lines:
+        if LOG_RECORD_START.match(line) or not records:
+            records.append([line])
+        else:
+            records[-1].append(line)
+    alarms: dict[str, Alarm] = {}
+    boots = 0
+    for record in records:
+        head = record[0]
+        if BOOTING in head:
+            boots += 1
+            if boots <= workers:
+                continue
+        elif not any(LOG_ALARMS.search(line) for line in record):
+            continue
+        # The exception line, not SQLAlchemy's "[SQL: ...]" and "(Background ...)" after it.
+        raised = [line for line in record[1:] if LOG_EXCEPTION.match(line)]
+        exception = (raised[-1] if raised else record[-1] if len(record) > 1 else "").strip()
+        key = LOG_VARYING.sub("#", head) + "|" + exception
+        if key in alarms:
+            alarms[key].count += 1
+        else:
+            alarms[key] = Alarm(head, exception)
+    return list(alarms.values())
 
 
-def report(
-    args: argparse.Namespace,
-    load: LoadResult,
-    sign_1p: float,
-    sign_np: float,
-    alarms: list[str],
-) -> None:
+@dataclass
+class Measurements:
+    load: LoadResult
+    sign_1p: float  # signatures/s, one process
+    sign_np: float  # signatures/s, as many processes as server workers
+    alarms: list[Alarm]  # from the server log
+    quiet: dict[str, Quietness]  # by phase: "issuance", "HSM 1p", ...
+
+
+def report(args: argparse.Namespace, m: Measurements) -> None:
+    load, sign_1p, sign_np = m.load, m.sign_1p, m.sign_np
     latencies = sorted(load.latencies)
     ms = [percentile(latencies, q) * 1000 for q in (0.50, 0.90, 0.99)] + [
         (latencies[-1] if latencies else float("nan")) * 1000
@@ -530,7 +649,7 @@ def report(
     for line in machine_info():
         print(line)
     print(
-        f"setup            {args.workers} gunicorn workers x 4 threads, SQLite, "
+        f"setup            {args.workers} gunicorn workers x {SERVER_THREADS} threads, SQLite, "
         f"{args.concurrency} keep-alive clients, profile {PROFILE}, P-256 CSRs, "
         f"CA key {CA_KEY} ({CA_KEY_ALGORITHM})"
     )
@@ -539,6 +658,7 @@ def report(
     print(f"statuses         {dict(sorted(load.statuses.items()))}")
     print(f"wall time        {load.wall:.2f} s")
     print(f"issuance rate    {load.rate:.1f} certificates/s")
+    print(f"rate by quarter  {', '.join(f'{r:.1f}' for r in load.rates_by_slice())} /s")
     print(
         f"latency (ms)     p50 {ms[0]:.1f}  p90 {ms[1]:.1f}  p99 {ms[2]:.1f}  "
         f"max {ms[3]:.1f}  mean {mean_ms:.1f}"
@@ -554,25 +674,37 @@ def report(
             f"{', '.join(f'{cpu:.1f}' for cpu in workers) or 'unknown'} s), this client "
             f"{load.client_cpu:.1f} s ({load.client_cpu / load.wall:.2f} cores)"
         )
+        if latencies:
+            # Set against the signature's own cost below, it says what else an issuance costs.
+            print(f"server cpu/cert  {total / len(latencies) * 1000:.1f} ms")
+    noisy = [phase for phase, quiet in m.quiet.items() if quiet.cores > NOISY_CORES]
     print(
-        f"raw HSM signing  1 process: {sign_1p:.0f}/s, {args.workers} processes: "
-        f"{sign_np:.0f}/s  (sign_digest, {args.hsm_seconds:.0f} s each)"
+        "other processes  "
+        + ", ".join(f"{phase} {quiet.cores:.2f} cores" for phase, quiet in m.quiet.items())
+        + (f"  << NOT QUIET during {', '.join(noisy)}: figures unreliable" if noisy else "")
+    )
+    print(
+        f"raw HSM signing  1 process: {sign_1p:.0f}/s ({1000 / sign_1p:.2f} ms each), "
+        f"{args.workers} processes: {sign_np:.0f}/s  (sign_digest, {args.hsm_seconds:g} s each)"
     )
     print(f"ratio            issuance / raw {args.workers}-process signing = {ratio:.3f}")
     if load.first_failure is not None:
         print()
         print(f"first failure:   {load.first_failure}")
     print()
-    if alarms:
-        print(f"server log: {len(alarms)} alarming line(s); first {LOG_EXCERPT_LINES}:")
-        for line in alarms[:LOG_EXCERPT_LINES]:
-            print(f"  {line}")
+    if m.alarms:
+        total = sum(alarm.count for alarm in m.alarms)
+        print(f"server log: {total} alarming record(s) of {len(m.alarms)} kind(s):")
+        for alarm in m.alarms[:LOG_EXCERPT_LINES]:
+            print(f"  {alarm.count} x, first: {alarm.first}")
+            if alarm.exception:
+                print(f"      -> {alarm.exception}")
     else:
         print("server log: no error, traceback, lock or worker-restart line")
     print()
     print(
         f"RESULT issuance_cps={load.rate:.1f} p50_ms={ms[0]:.1f} p99_ms={ms[2]:.1f} "
-        f"hsm_sign_1p={sign_1p:.0f} hsm_sign_2p={sign_np:.0f} ratio={ratio:.3f}"
+        f"hsm_sign_1p={sign_1p:.0f} hsm_sign_{args.workers}p={sign_np:.0f} ratio={ratio:.3f}"
     )
 
 
@@ -587,6 +719,13 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def positive_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError("must be above 0 and at most 3600 seconds")
+    return value
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -611,13 +750,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         default=600.0,
         help="give up sending after this many seconds of the timed phase",
     )
     parser.add_argument(
         "--hsm-seconds",
-        type=float,
+        type=positive_seconds,
         default=3.0,
         help="duration of each raw HSM signing measurement (default 3)",
     )
@@ -638,6 +777,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
     token = run_sceau("--home", home, "client", "add", "bench", "--profile", PROFILE)
     token = token.strip().splitlines()[-1].strip()
 
+    quiet: dict[str, Quietness] = {}
     server = Server(home, free_port(), args.workers, log_path)
     try:
         server.start()
@@ -656,14 +796,15 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
         if warm.failures:
             raise BenchmarkError(f"warm-up failed ({warm.statuses}): {warm.first_failure}")
         print(f"timed phase: {args.requests} requests", flush=True)
-        load = run_load(
-            server.port,
-            token,
-            bodies[WARMUP_REQUESTS:],
-            args.concurrency,
-            time.monotonic() + args.timeout,
-            server_pgid=server.pgid,
-        )
+        with watching(server.pgid) as quiet["issuance"]:
+            load = run_load(
+                server.port,
+                token,
+                bodies[WARMUP_REQUESTS:],
+                args.concurrency,
+                time.monotonic() + args.timeout,
+                server_pgid=server.pgid,
+            )
     finally:
         # Where the run ends and our shutdown begins, in the log.
         log_size = log_path.stat().st_size if log_path.exists() else 0
@@ -673,17 +814,24 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
     # The server is gone: the signing baseline has the CPU to itself.
     hsm = load_config(home).hsm
     print("raw HSM signing rate, 1 process", flush=True)
-    count, elapsed = sign_loop(hsm, args.hsm_seconds)
-    sign_1p = count / elapsed
+    with watching() as quiet["HSM 1p"]:
+        count, elapsed = sign_loop(hsm, args.hsm_seconds)
     print(f"raw HSM signing rate, {args.workers} processes", flush=True)
-    sign_np = parallel_sign_rate(hsm, args.workers, args.hsm_seconds)
+    with watching() as quiet[f"HSM {args.workers}p parallel"]:
+        sign_np = parallel_sign_rate(hsm, args.workers, args.hsm_seconds)
 
-    report(args, load, sign_1p, sign_np, alarms)
+    report(args, Measurements(load, count / elapsed, sign_np, alarms, quiet))
     return 1 if load.failures else 0
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    # As Ctrl-C does: unwind through the finally blocks that stop the server.
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
     workdir = Path(tempfile.mkdtemp(prefix="sceau-bench-"))
     try:
         return benchmark(args, workdir)
