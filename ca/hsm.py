@@ -28,6 +28,7 @@ import hmac
 import os
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,8 @@ from ca.algorithms import HashAlgorithm, KeyAlgorithm, Padding, PublicKey, Signa
 from ca.errors import ConfigError, ErrorKind, HsmError, SceauError
 
 _PssParams = tuple[Mechanism, MGF, int]
+_OPEN_ATTEMPTS = 5
+_OPEN_PAUSE = 0.05  # seconds, times the attempt number
 
 # (padding, hash) -> the mechanism that signs a digest computed outside the token, and
 # its parameters. PSS salt = hash length (TS 119 312, standards.md section 9.2).
@@ -192,20 +195,36 @@ class _Module:
             if not hmac.compare_digest(token.pin_digest, pin_digest):
                 raise _error(config, "login to", _REASONS[PinIncorrect])
             return token
-        try:
+        # SoftHSM2 rewrites its token files at login; a process opening the token at that
+        # instant (two gunicorn workers signing for the first time together) reads them
+        # half-written and sees no token or a GeneralError (SoftHSMv2 issue #757). Such
+        # failures are retried after a short pause; a wrong PIN never is (it would lock).
+        for attempt in range(_OPEN_ATTEMPTS):
+            last = attempt == _OPEN_ATTEMPTS - 1
             try:
-                p11_token = self.lib.get_token(token_label=label)
-            except NoSuchToken:
-                self.restart()
-                p11_token = self.lib.get_token(token_label=label)
-        except PKCS11Error as exc:
-            raise _error(config, "opening a session on", _reason(exc)) from exc
-        try:
-            session = p11_token.open(rw=True, user_pin=config.user_pin)
-        except PKCS11Error as exc:
-            raise _error(config, "login to", _reason(exc)) from exc
-        token = self.tokens[label] = _Token(session, label, pin_digest, os.getpid(), self.tokens)
-        return token
+                try:
+                    p11_token = self.lib.get_token(token_label=label)
+                except NoSuchToken:
+                    self.restart()
+                    p11_token = self.lib.get_token(token_label=label)
+            except PKCS11Error as exc:
+                if last:
+                    raise _error(config, "opening a session on", _reason(exc)) from exc
+                time.sleep(_OPEN_PAUSE * (attempt + 1))
+                continue
+            try:
+                session = p11_token.open(rw=True, user_pin=config.user_pin)
+            except (PinIncorrect, PinLocked) as exc:
+                raise _error(config, "login to", _reason(exc)) from exc
+            except PKCS11Error as exc:
+                if last:
+                    raise _error(config, "login to", _reason(exc)) from exc
+                time.sleep(_OPEN_PAUSE * (attempt + 1))
+                continue
+            token = _Token(session, label, pin_digest, os.getpid(), self.tokens)
+            self.tokens[label] = token
+            return token
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 # By resolved path: a symlink to a loaded library is the same library.
