@@ -56,6 +56,7 @@ from ca.profiles import ProfileKind
 from ca.signers import ActiveSigner, current_signer
 from ca.store.db import Database
 from ca.store.models import Issuer
+from tsa.authority import token_scheme
 
 # Every request goes to the server this script started, on loopback, and nowhere else.
 HOST = "127.0.0.1"
@@ -389,18 +390,19 @@ def sign_loop(
 ) -> tuple[int, float]:
     """Sign digests with the TSU key for ``seconds``: (count, elapsed)."""
     keys = KeyStore(hsm)
-    digest = os.urandom(signer.scheme.hash.digest_size)
+    scheme = token_scheme(signer.scheme)  # as tokens are signed (PKCS#1 v1.5 for RSA)
+    digest = os.urandom(scheme.hash.digest_size)
     try:
         # Login and key lookup happen untimed, one process at a time (SoftHSM2 rewrites
         # token.object at login; SoftHSMv2 issue #757).
         with opening if opening is not None else contextlib.nullcontext():
-            keys.sign_digest(signer.key_label, digest, signer.scheme)
+            keys.sign_digest(signer.key_label, digest, scheme)
         if start is not None:
             start.wait(timeout=60)
         count, began = 0, time.perf_counter()
         end = began + seconds
         while time.perf_counter() < end:
-            keys.sign_digest(signer.key_label, digest, signer.scheme)
+            keys.sign_digest(signer.key_label, digest, scheme)
             count += 1
         return count, time.perf_counter() - began
     finally:
