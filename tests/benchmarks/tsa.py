@@ -50,13 +50,13 @@ from asn1crypto import tsp
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from ca.algorithms import Padding, SignatureScheme
 from ca.config import load_config
 from ca.hsm import HsmConfig, KeyStore
 from ca.profiles import ProfileKind
 from ca.signers import ActiveSigner, current_signer
 from ca.store.db import Database
 from ca.store.models import Issuer
-from tsa.authority import token_scheme
 
 # Every request goes to the server this script started, on loopback, and nowhere else.
 HOST = "127.0.0.1"
@@ -390,7 +390,11 @@ def sign_loop(
 ) -> tuple[int, float]:
     """Sign digests with the TSU key for ``seconds``: (count, elapsed)."""
     keys = KeyStore(hsm)
-    scheme = token_scheme(signer.scheme)  # as tokens are signed (PKCS#1 v1.5 for RSA)
+    # As tokens are signed: tsa.authority.token_scheme, PKCS#1 v1.5 for RSA (run as a file,
+    # this script's name shadows the tsa package, so the rule is restated here).
+    scheme = signer.scheme
+    if scheme.padding is Padding.PSS:
+        scheme = SignatureScheme(scheme.hash, Padding.PKCS1V15)
     digest = os.urandom(scheme.hash.digest_size)
     try:
         # Login and key lookup happen untimed, one process at a time (SoftHSM2 rewrites
