@@ -66,7 +66,8 @@ DOCUMENTS_URL = "https://pki.example.com"
 HEALTH_TIMEOUT = 60.0
 WARMUP_SECONDS = 2.0
 DISTINCT_QUERIES = 4096  # pre-encoded requests, sent round-robin
-VERIFY_SAMPLE = 20  # tokens checked with openssl ts -verify after the run
+VERIFY_SAMPLE = 20
+HSM_ROUNDS = 3  # raw signature rate: best of this many measurements  # tokens checked with openssl ts -verify after the run
 IO_TIMEOUT = 30.0  # a connection silent this long fails the run
 # The issue's targets (issue 4): P-256 >= 1500 tokens/s with p99 < 30 ms; RSA-3072 >= 70 %
 # of the raw signature rate.
@@ -533,11 +534,16 @@ def bench_algorithm(args: argparse.Namespace, workdir: Path, algorithm: str) -> 
     if args.wait_quiet:
         wait_quiet(args.wait_quiet)
     print(f"[{algorithm}] raw HSM signing, 1 and {args.workers} processes", flush=True)
-    count, elapsed = sign_loop(config.hsm, signer, args.hsm_seconds)
-    sign_np = parallel_sign_rate(config.hsm, signer, args.workers, args.hsm_seconds)
-    return Outcome(
-        algorithm, load, verified, count / elapsed, sign_np, alarms, config.tsa.clock_check
-    )
+    # The best of a few rounds: a shared (virtual) machine loses CPU to its neighbours now
+    # and then, and a low baseline would flatter the ratio.
+    sign_1p = sign_np = 0.0
+    for _ in range(HSM_ROUNDS):
+        count, elapsed = sign_loop(config.hsm, signer, args.hsm_seconds)
+        sign_1p = max(sign_1p, count / elapsed)
+        sign_np = max(
+            sign_np, parallel_sign_rate(config.hsm, signer, args.workers, args.hsm_seconds)
+        )
+    return Outcome(algorithm, load, verified, sign_1p, sign_np, alarms, config.tsa.clock_check)
 
 
 def report(args: argparse.Namespace, outcomes: list[Outcome]) -> None:
@@ -572,7 +578,7 @@ def report(args: argparse.Namespace, outcomes: list[Outcome]) -> None:
         )
         print(
             f"raw HSM signing  1 process {o.sign_1p:.0f}/s, {args.workers} processes"
-            f" {o.sign_np:.0f}/s"
+            f" {o.sign_np:.0f}/s (best of {HSM_ROUNDS}, the tokens' scheme)"
         )
         print(f"ratio            tokens / raw {args.workers}-process signing = {o.ratio:.3f}")
         print(f"verified         {o.verified} sampled tokens: openssl ts -verify OK")
