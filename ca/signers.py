@@ -6,6 +6,7 @@ Each has a key generated in the token and a certificate from one of our CAs, rec
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -70,8 +71,9 @@ def certify_signer(
     now = now.replace(microsecond=0)
     issuer = IssuerRegistry(db).get(issuer_id)
     algorithm = signer_key_algorithm(config, profile)
-    label = f"sceau-{profile.kind.value}-{issuer_id}-{now:%Y%m%dT%H%M%S}"
-    public_key = keys.public_key(label) if keys.has_key(label) else keys.generate(label, algorithm)
+    # A fresh key each time; the random part keeps two certifications in one second apart.
+    label = f"sceau-{profile.kind.value}-{issuer_id}-{now:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
+    public_key = keys.generate(label, algorithm)
     spki = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
