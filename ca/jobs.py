@@ -72,6 +72,7 @@ class JobRunner:
             seconds=interval.total_seconds(),
             args=[name, job, lease or interval * 0.9],
             id=name,
+            name=name,
             max_instances=1,
             coalesce=True,
             replace_existing=True,

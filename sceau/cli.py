@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # APScheduler logs every run of every job at INFO (several a second); failures of our
+    # jobs are logged by ca.jobs itself.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = build_parser().parse_args(argv)
     try:
