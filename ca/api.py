@@ -56,6 +56,7 @@ def _issued_body(issued: IssuedCertificate) -> dict[str, Any]:
         "not_after": issued.not_after.isoformat(),
         "certificate": pem(issued.certificate),
         "chain": [pem(c) for c in issued.chain],
+        **({"credential_id": issued.credential_id} if issued.credential_id else {}),
     }
 
 

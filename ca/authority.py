@@ -5,12 +5,15 @@ One pipeline for every profile. The engine knows nothing of HTTP; it takes ``now
 
 from __future__ import annotations
 
+import logging
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from asn1crypto import x509 as ax509
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -24,9 +27,11 @@ from ca.issuers import IssuerRegistry, LoadedIssuer
 from ca.lints.prelint import lint_tbs
 from ca.profiles import KeyOrigin, Profile, ProfileSet, ProofMethod, SubjectKind
 from ca.store.db import Database
-from ca.store.models import Certificate, IdentityProof, IssuerStatus, OcspResponse
+from ca.store.models import Certificate, Credential, IdentityProof, IssuerStatus, OcspResponse
 from ca.subject import subject_emails, subject_name
 from ca.tbs import TbsRequest, Urls, assemble, build_tbs
+
+log = logging.getLogger(__name__)
 
 RETENTION = timedelta(days=7 * 366)  # EN 319 411-1 OVR-6.4.6-01: 7 years, leap days included
 SERIAL_ATTEMPTS = 3
@@ -55,6 +60,16 @@ class IssuedCertificate:
     chain: list[bytes]
     not_before: datetime
     not_after: datetime
+    credential_id: str | None = None  # set when the key was generated in our HSM
+
+
+@dataclass(frozen=True)
+class NewCredential:
+    """A subscriber key just generated in the token, not yet certified."""
+
+    id: str
+    key_label: str
+    spki_der: bytes
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,11 @@ class CertificateRecord:
     revocation_reason: str | None
     invalidity_date: datetime | None
     proof_id: str | None
+
+
+def credential_key_label(credential_id: str) -> str:
+    """The token label of a credential's key: found from the credential id alone."""
+    return f"subscriber-{credential_id}"
 
 
 def serial_hex(serial: int) -> str:
@@ -98,15 +118,23 @@ class CertificateAuthority:
         # 1. Authorize the caller for the profile.
         profile = self.profiles.get(profile_id)
         client.require_profile(profile.id)
-        # 2. The subject key: a CSR proves possession; HSM keys come with remote signing.
+        # 2. The subject key: a CSR proves possession; without one, a profile that allows
+        # it gets a key generated in our token, used later through remote signing.
         if csr_pem is None:
-            if KeyOrigin.HSM in profile.key_origins:
-                raise SceauError(
-                    ErrorKind.NOT_IMPLEMENTED,
-                    f"profile {profile.id}: keys generated in the HSM arrive with "
-                    "remote signing, not yet available; send a csr",
+            if KeyOrigin.HSM not in profile.key_origins:
+                raise SceauError(ErrorKind.INVALID, "csr is required")
+            # 3. The identity proof, checked before a key is generated for nothing.
+            proof = self._usable_proof(client, profile, proof_id, now)
+            credential = self._new_credential(client, profile, now)
+            try:
+                issued = self._issue_on(
+                    client, profile, proof, credential.spki_der, now, credential
                 )
-            raise SceauError(ErrorKind.INVALID, "csr is required")
+            except BaseException:
+                # No orphan: the key of a certificate that was never issued goes at once.
+                self._discard_credential(client, credential, now)
+                raise
+            return issued
         if KeyOrigin.CSR not in profile.key_origins:
             raise SceauError(
                 ErrorKind.INVALID,
@@ -116,6 +144,17 @@ class CertificateAuthority:
         key = check_csr(csr_pem, profile)
         # 3. The identity proof: the client's own, verified, unexpired, accepted by the profile.
         proof = self._usable_proof(client, profile, proof_id, now)
+        return self._issue_on(client, profile, proof, key.spki_der, now, None)
+
+    def _issue_on(
+        self,
+        client: Client,
+        profile: Profile,
+        proof: IdentityProof,
+        spki_der: bytes,
+        now: datetime,
+        credential: NewCredential | None,
+    ) -> IssuedCertificate:
         subject = subject_name(SubjectKind(proof.subject_kind), proof.id, proof.subject)
         issuer = self.issuers.get(profile.issuer)
         shards = self.config.crl.shards
@@ -128,7 +167,7 @@ class CertificateAuthority:
                 TbsRequest(
                     profile=profile,
                     subject=subject,
-                    spki_der=key.spki_der,
+                    spki_der=spki_der,
                     serial=serial,
                     not_before=now,
                     policy_oids=profile.policy_oid_list(self.config.ca.policy_arc),
@@ -151,9 +190,62 @@ class CertificateAuthority:
                 continue  # a 159-bit collision: draw again
             # 6. Sign in the HSM. 7. Store as issued and audit, in one transaction.
             return self._sign_and_store(
-                row_id, client, profile, issuer, proof.id, serial, tbs, tbs_der, now
+                row_id, client, profile, issuer, proof.id, serial, tbs, tbs_der, now, credential
             )
         raise SceauError(ErrorKind.CONFLICT, "could not reserve a unique serial number")
+
+    def _new_credential(self, client: Client, profile: Profile, now: datetime) -> NewCredential:
+        """Generate the subject's key pair in the token (sensitive, never extractable) and
+        record it at once, before anything else can fail."""
+        algorithm = profile.hsm_key_algorithm
+        if algorithm is None:  # ProfileSet refuses an hsm profile without one; for mypy
+            raise SceauError(ErrorKind.INVALID, f"profile {profile.id} has no hsm_key_algorithm")
+        credential_id = "cred-" + secrets.token_hex(16)
+        label = credential_key_label(credential_id)
+        public_key = self.keys.generate(label, algorithm)
+        with self.db.write() as session:
+            session.add(
+                Credential(
+                    id=credential_id,
+                    client_id=client.id,
+                    certificate_id=None,
+                    key_label=label,
+                    key_algorithm=algorithm.value,
+                    status="pending",
+                    # EN 419 241-1: a QSCD key needs sole control (SCAL2); the others may
+                    # be used on the platform's own authority (SCAL1).
+                    scal=2 if profile.qscd else 1,
+                    created_at=now,
+                    destroyed_at=None,
+                )
+            )
+        spki = public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return NewCredential(credential_id, label, spki)
+
+    def _discard_credential(self, client: Client, credential: NewCredential, now: datetime) -> None:
+        """Destroy the key of a failed issuance; if the token refuses, the row says
+        "unused" so that the key clean-up finds it."""
+        try:
+            self.keys.destroy(credential.key_label)
+            status, destroyed_at = "destroyed", now
+        except SceauError:
+            log.exception("could not destroy key of failed credential %s", credential.id)
+            status, destroyed_at = "unused", None
+        with self.db.write() as session:
+            session.execute(
+                update(Credential)
+                .where(Credential.id == credential.id)
+                .values(status=status, destroyed_at=destroyed_at)
+            )
+            audit.append(
+                session,
+                actor=client.actor,
+                action="credential.discarded",
+                at=now,
+                details={"credential": credential.id, "key": status},
+            )
 
     def _usable_proof(
         self, client: Client, profile: Profile, proof_id: str, now: datetime
@@ -258,6 +350,7 @@ class CertificateAuthority:
         tbs: ax509.TbsCertificate,
         tbs_der: bytes,
         now: datetime,
+        credential: NewCredential | None,
     ) -> IssuedCertificate:
         try:
             signature = self.keys.sign(issuer.key_label, tbs_der, issuer.info.scheme)
@@ -290,6 +383,12 @@ class CertificateAuthority:
             proof = session.get(IdentityProof, proof_id)
             if proof is not None and proof.retain_until < not_after + RETENTION:
                 proof.retain_until = not_after + RETENTION
+            if credential is not None:
+                session.execute(
+                    update(Credential)
+                    .where(Credential.id == credential.id)
+                    .values(certificate_id=row_id, status="active")
+                )
             audit.append(
                 session,
                 actor=client.actor,
@@ -302,6 +401,7 @@ class CertificateAuthority:
                     "proof": proof_id,
                     "subject": tbs["subject"].human_friendly,
                     "not_after": not_after.isoformat(),
+                    "credential": credential.id if credential is not None else None,
                 },
             )
         metrics.CERTIFICATES_ISSUED.labels(profile=profile.id).inc()
@@ -313,6 +413,7 @@ class CertificateAuthority:
             chain=self.issuers.chain(issuer.id),
             not_before=not_before,
             not_after=not_after,
+            credential_id=credential.id if credential is not None else None,
         )
 
     # -- lookup and revocation --------------------------------------------------------------

@@ -120,7 +120,10 @@ def _schemas(profiles: list[str]) -> dict[str, Any]:
                 "identity_proof": _string(description="id of a verified identity proof"),
                 "csr": _string(
                     description="PEM PKCS#10; its signature proves possession, "
-                    "its subject is ignored (the subject comes from the proof)"
+                    "its subject is ignored (the subject comes from the proof). Omitted, "
+                    "for a profile whose keys may be generated in our HSM (required for "
+                    "QSCD profiles): the key pair is generated in the token and the answer "
+                    "carries the credential_id used by remote signing (CSC API)"
                 ),
             },
         },
@@ -146,6 +149,10 @@ def _schemas(profiles: list[str]) -> dict[str, Any]:
                 "not_before": date_time,
                 "not_after": date_time,
                 "certificate": _string(description="PEM"),
+                "credential_id": _string(
+                    description="only when the key was generated in our HSM: the CSC "
+                    "credential that signs with it"
+                ),
                 "chain": {
                     "type": "array",
                     "items": _string(description="PEM"),

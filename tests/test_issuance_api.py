@@ -181,7 +181,10 @@ BAD_REQUESTS = [
     pytest.param({"profile": "seal-qcp-l-qscd"}, 403, "forbidden", id="profile-not-allowed"),
     pytest.param({"profile": "person-lcp", "csr": "garbage"}, 422, "bad-csr", id="garbage-csr"),
     pytest.param(
-        {"profile": "person-lcp", "csr": None}, 501, "not-implemented", id="hsm-key-later"
+        {"profile": "person-lcp", "identity_proof": "PNOPE", "csr": None},
+        404,
+        "not-found",
+        id="hsm-key-unknown-proof",
     ),
     pytest.param(
         {"profile": "person-lcp", "identity_proof": "PNOPE"}, 404, "not-found", id="unknown-proof"

@@ -232,3 +232,21 @@ class JobLock(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Credential(Base):
+    """A subscriber key generated in our token, used only through remote signing (CSC API).
+    The row is written as soon as the key exists ("pending"), so a key whose issuance then
+    fails is never unrecorded: it is destroyed at once, or left "unused" for the clean-up."""
+
+    __tablename__ = "credentials"
+    __table_args__ = (Index("ix_credentials_client", "client_id"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id"))
+    certificate_id: Mapped[int | None] = mapped_column(ForeignKey("certificates.id"))
+    key_label: Mapped[str] = mapped_column(String(128), unique=True)
+    key_algorithm: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))  # pending | active | unused | destroyed
+    scal: Mapped[int] = mapped_column(Integer)  # CSC "SCAL1" / "SCAL2" (sole control)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    destroyed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

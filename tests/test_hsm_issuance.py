@@ -1,0 +1,148 @@
+"""Issuance on a key generated in our HSM: no CSR, a credential for remote signing.
+
+Judged by OpenSSL, pkilint and pkcs11-tool."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select
+
+from ca.authority import credential_key_label
+from ca.errors import HsmError
+from ca.store.models import ApiClient, Certificate, Credential
+from registration.proofs import approve_proof
+from tests.conftest import Pki
+from tests.helpers import LEGAL, NATURAL, etsi_lint, openssl_verify, run, write_pems
+
+
+def approved_proof(pki: Pki, api: Any, body: dict[str, Any], method: str, approvals: int) -> str:
+    body = copy.deepcopy(body)
+    body["method"] = method
+    resp = api.post("/ra/api/v1/identity-proofs", body)
+    assert resp.status_code == 201, resp.json
+    now = datetime.now(UTC)
+    for officer in ("alice", "bob")[:approvals]:
+        approve_proof(pki.ctx.db, resp.json["id"], officer, now=now, max_age=timedelta(days=30))
+    return str(resp.json["id"])
+
+
+def private_key_blocks(pki: Pki) -> dict[str, str]:
+    listing = run(
+        "pkcs11-tool",
+        "--module",
+        pki.config.hsm.module,
+        "--token-label",
+        pki.config.hsm.token_label,
+        "--login",
+        "--pin",
+        pki.config.hsm.user_pin,
+        "--list-objects",
+        "--type",
+        "privkey",
+        env_conf=pki.config.hsm.softhsm_conf,
+    )
+    assert listing.returncode == 0, listing.stderr
+    blocks = listing.stdout.split("Private Key Object")[1:]
+    return {b.split("label:")[1].split("\n")[0].strip(): b for b in blocks}
+
+
+@pytest.mark.parametrize(
+    ("profile", "body", "method", "approvals", "etsi_type", "scal"),
+    [
+        pytest.param(
+            "person-qcp-n-qscd",
+            NATURAL,
+            "face-to-face",
+            1,
+            "QCP-N-QSCD-EIDAS-FINAL-CERTIFICATE",
+            2,
+            id="person-qcp-n-qscd",
+        ),
+        pytest.param(
+            "seal-qcp-l-qscd",
+            LEGAL,
+            "registry",
+            2,
+            "NCP-LEGAL-PERSON-CERTIFICATE",  # pkilint's type for this profile (its toml)
+            2,
+            id="seal-qcp-l-qscd",
+        ),
+        pytest.param(
+            "seal-lcp", LEGAL, "registry", 1, "NCP-LEGAL-PERSON-CERTIFICATE", 1, id="seal-lcp"
+        ),
+    ],
+)
+def test_issuance_on_hsm_key(
+    pki: Pki,
+    tmp_path: Path,
+    profile: str,
+    body: dict[str, Any],
+    method: str,
+    approvals: int,
+    etsi_type: str,
+    scal: int,
+) -> None:
+    api = pki.client(profile)
+    pid = approved_proof(pki, api, body, method, approvals)
+    resp = api.post("/ca/api/v1/certificates", {"profile": profile, "identity_proof": pid})
+    assert resp.status_code == 201, resp.json
+    credential_id = resp.json["credential_id"]
+    verified = openssl_verify(tmp_path, resp.json)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    linted = etsi_lint(write_pems(tmp_path, resp.json)[0], etsi_type)
+    assert linted.returncode == 0, linted.stdout
+
+    # The certificate is on the token's key, which the label derived from the id finds.
+    label = credential_key_label(credential_id)
+    leaf = x509.load_pem_x509_certificate(resp.json["certificate"].encode())
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    assert leaf.public_key().public_bytes(*spki) == pki.ctx.keys.public_key(label).public_bytes(
+        *spki
+    )
+    block = private_key_blocks(pki)[label]
+    assert "sensitive" in block and "never extractable" in block
+    assert "extractable" not in block.replace("never extractable", "")
+
+    with pki.ctx.db.read() as session:
+        credential = session.get(Credential, credential_id)
+        assert credential is not None
+        assert credential.status == "active" and credential.scal == scal
+        cert = session.get(Certificate, credential.certificate_id)
+        assert cert is not None and cert.serial == resp.json["serial"]
+
+
+def test_failed_issuance_destroys_the_key(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    api = pki.client("person-lcp")
+    pid = approved_proof(pki, api, NATURAL, "delegated", 0)
+
+    def refuse(*_args: Any) -> bytes:
+        raise HsmError("the token refused to sign (test)")
+
+    monkeypatch.setattr(pki.ctx.keys, "sign", refuse)
+    resp = api.post("/ca/api/v1/certificates", {"profile": "person-lcp", "identity_proof": pid})
+    assert resp.status_code >= 500, resp.json
+    monkeypatch.undo()
+    with pki.ctx.db.read() as session:
+        client_id = session.scalars(select(ApiClient.id).where(ApiClient.name == api.name)).one()
+        credentials = session.scalars(
+            select(Credential).where(Credential.client_id == client_id)
+        ).all()
+    assert len(credentials) == 1
+    assert credentials[0].status == "destroyed" and credentials[0].destroyed_at is not None
+    assert not pki.ctx.keys.has_key(credentials[0].key_label)
+    assert credentials[0].key_label not in private_key_blocks(pki)
+
+
+def test_refused_proof_generates_no_key(pki: Pki) -> None:
+    api = pki.client("person-lcp")
+    before = set(private_key_blocks(pki))
+    resp = api.post("/ca/api/v1/certificates", {"profile": "person-lcp", "identity_proof": "PNOPE"})
+    assert resp.status_code == 404
+    assert set(private_key_blocks(pki)) == before
