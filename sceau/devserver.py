@@ -15,6 +15,7 @@ from ca.context import ServiceContext
 from crl.app import create_app as create_crl
 from ocsp.app import create_app as create_ocsp
 from registration.app import create_app as create_registration
+from signing.app import create_app as create_signing
 from tsa.app import create_app as create_tsa
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -58,5 +59,6 @@ def create_app(
             "/crl/": crl,
             "/certs/": crl,
             "/policies/": crl,
+            "/csc/": create_signing(ctx=ctx),
         },
     )

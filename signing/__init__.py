@@ -1,0 +1,1 @@
+"""Remote signing service: the Cloud Signature Consortium API v2 under ``/csc/v2/``."""

@@ -1,0 +1,235 @@
+"""Remote signing with subscriber keys kept in our token (CSC API v2.0.0.2, standards.md 13).
+
+The engine knows nothing of HTTP; it takes ``now``. Every refusal is a ``CscError`` that
+the views render as CSC's ``{"error", "error_description"}``; its text never holds a secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from sqlalchemy import select
+
+from ca import audit
+from ca.algorithms import HashAlgorithm, KeyAlgorithm, Padding, SignatureScheme
+from ca.clients import Client
+from ca.hsm import KeyStore
+from ca.issuers import IssuerRegistry
+from ca.store.db import Database
+from ca.store.models import Certificate, Credential
+
+# One signHash call signs at most this many hashes (a batch of invoices; bounded so that one
+# call cannot hold the token's lock for long: ~13 ms at SoftHSM2's P-256 rate).
+MAX_HASHES = 100
+
+HASH_OIDS = {
+    "2.16.840.1.101.3.4.2.1": HashAlgorithm.SHA256,
+    "2.16.840.1.101.3.4.2.2": HashAlgorithm.SHA384,
+    "2.16.840.1.101.3.4.2.3": HashAlgorithm.SHA512,
+}
+# signAlgo OIDs (CSC 11.9: the key's algorithm, or a combined hash-and-sign OID). A bare key
+# algorithm OID takes its hash from hashAlgorithmOID.
+_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
+_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
+_RSASSA_PSS = "1.2.840.113549.1.1.10"
+_COMBINED: dict[str, tuple[HashAlgorithm, Padding]] = {
+    "1.2.840.10045.4.3.2": (HashAlgorithm.SHA256, Padding.ECDSA),
+    "1.2.840.10045.4.3.3": (HashAlgorithm.SHA384, Padding.ECDSA),
+    "1.2.840.10045.4.3.4": (HashAlgorithm.SHA512, Padding.ECDSA),
+    "1.2.840.113549.1.1.11": (HashAlgorithm.SHA256, Padding.PKCS1V15),
+    "1.2.840.113549.1.1.12": (HashAlgorithm.SHA384, Padding.PKCS1V15),
+    "1.2.840.113549.1.1.13": (HashAlgorithm.SHA512, Padding.PKCS1V15),
+}
+_KEY_OIDS = {
+    _EC_PUBLIC_KEY: Padding.ECDSA,
+    _RSA_ENCRYPTION: Padding.PKCS1V15,
+    _RSASSA_PSS: Padding.PSS,
+}
+_CURVES = {"ec-p256": ("1.2.840.10045.3.1.7", 256), "ec-p384": ("1.3.132.0.34", 384)}
+
+
+class CscError(Exception):
+    """A refusal in CSC terms (CSC API v2 section 10: error, error_description)."""
+
+    def __init__(self, status: int, error: str, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.description = description
+
+
+def invalid(description: str) -> CscError:
+    return CscError(400, "invalid_request", description)
+
+
+@dataclass(frozen=True)
+class _Usable:
+    credential: Credential
+    certificate: Certificate
+
+
+class SigningEngine:
+    def __init__(self, db: Database, keys: KeyStore, issuers: IssuerRegistry) -> None:
+        self.db = db
+        self.keys = keys
+        self.issuers = issuers
+
+    def credential_ids(self, client: Client) -> list[str]:
+        with self.db.read() as session:
+            rows = session.scalars(
+                select(Credential.id)
+                .where(Credential.client_id == client.id, Credential.status == "active")
+                .order_by(Credential.created_at, Credential.id)
+            ).all()
+        return list(rows)
+
+    def info(self, client: Client, credential_id: Any, *, now: datetime) -> dict[str, Any]:
+        credential, cert = self._owned(client, credential_id)
+        if cert.der is None:
+            raise invalid("Invalid parameter credentialID")
+        leaf = x509.load_der_x509_certificate(cert.der)
+        algorithm = KeyAlgorithm(credential.key_algorithm)
+        key: dict[str, Any] = {"status": "enabled" if _valid(cert, now) else "disabled"}
+        if algorithm.is_ec:
+            curve, length = _CURVES.get(algorithm.value, ("1.3.132.0.35", 521))
+            key.update(algo=[_EC_PUBLIC_KEY], len=length, curve=curve)
+        else:
+            key.update(algo=[_RSA_ENCRYPTION, _RSASSA_PSS], len=algorithm.rsa_bits)
+        chain = [cert.der, *self.issuers.chain(cert.issuer_id)]
+        return {
+            "description": f"{cert.profile} {cert.subject}",
+            "key": key,
+            "cert": {
+                "status": _cert_status(cert, now),
+                "certificates": [base64.b64encode(c).decode() for c in chain],
+                "issuerDN": leaf.issuer.rfc4514_string(),
+                "serialNumber": format(leaf.serial_number, "x"),
+                "subjectDN": leaf.subject.rfc4514_string(),
+                "validFrom": leaf.not_valid_before_utc.strftime("%Y%m%d%H%M%SZ"),
+                "validTo": leaf.not_valid_after_utc.strftime("%Y%m%d%H%M%SZ"),
+            },
+            # SCAL1: the platform's token authorises each signHash ("implicit"). SCAL2 keys
+            # need an explicit credentials/authorize with the owner's OTP.
+            "authMode": "explicit" if credential.scal == 2 else "implicit",
+            "SCAL": str(credential.scal),
+            "multisign": MAX_HASHES,
+        }
+
+    def sign_hash(
+        self,
+        client: Client,
+        credential_id: Any,
+        hashes_b64: Any,
+        hash_oid: Any,
+        sign_algo: Any,
+        *,
+        now: datetime,
+    ) -> list[bytes]:
+        credential, cert = self._owned(client, credential_id)
+        # Lifecycle (EN 419 241-1): a revoked or expired certificate's key signs nothing,
+        # checked on the row at every call, so a revocation takes effect at once.
+        if not _valid(cert, now):
+            raise CscError(
+                400,
+                "invalid_request",
+                f"Invalid credential: the certificate is {_cert_status(cert, now)}",
+            )
+        if credential.scal == 2:
+            # Sole control: the platform's token alone never signs with a qualified key.
+            raise CscError(
+                403,
+                "access_denied",
+                "SCAL2 credential: signHash needs a SAD from credentials/authorize",
+            )
+        digests = _digests(hashes_b64)
+        scheme = _scheme(credential, hash_oid, sign_algo)
+        for digest in digests:
+            if len(digest) != scheme.hash.digest_size:
+                raise invalid(
+                    f"Invalid hash length: {scheme.hash.value} hashes have "
+                    f"{scheme.hash.digest_size} bytes, one has {len(digest)}"
+                )
+        # CSC returns each signature as it would sit in a CMS SignerInfo: for ECDSA the DER
+        # ECDSA-Sig-Value, as KeyStore.sign_digest gives it (what pyHanko's CSC client embeds).
+        signatures = [self.keys.sign_digest(credential.key_label, d, scheme) for d in digests]
+        with self.db.write() as session:
+            audit.append(
+                session,
+                actor=client.actor,
+                action="signing.sign_hash",
+                at=now,
+                details={
+                    "credential": credential.id,
+                    "hashes": len(digests),
+                    "algorithm": f"{scheme.hash.value}-{scheme.padding.value}",
+                },
+            )
+        return signatures
+
+    def _owned(self, client: Client, credential_id: Any) -> tuple[Credential, Certificate]:
+        if not isinstance(credential_id, str) or not credential_id:
+            raise invalid("Missing (or invalid type) string parameter credentialID")
+        with self.db.read() as session:
+            row = session.get(Credential, credential_id)
+            # Another client's credential is indistinguishable from an unknown one.
+            if row is None or row.client_id != client.id or row.certificate_id is None:
+                raise invalid("Invalid parameter credentialID")
+            cert = session.get(Certificate, row.certificate_id)
+        if cert is None or row.status != "active":
+            raise invalid("Invalid parameter credentialID")
+        return row, cert
+
+
+def _valid(cert: Certificate, now: datetime) -> bool:
+    return cert.status == "issued" and cert.not_before <= now < cert.not_after
+
+
+def _cert_status(cert: Certificate, now: datetime) -> str:
+    if cert.status == "revoked":
+        return "revoked"
+    if now >= cert.not_after:
+        return "expired"
+    return "valid" if cert.not_before <= now else "invalid"
+
+
+def _digests(hashes_b64: Any) -> list[bytes]:
+    if not isinstance(hashes_b64, list) or not hashes_b64:
+        raise invalid("Missing (or invalid type) array parameter hashes")
+    if len(hashes_b64) > MAX_HASHES:
+        raise invalid(f"Too many hashes: at most {MAX_HASHES} per call")
+    out = []
+    for item in hashes_b64:
+        if not isinstance(item, str):
+            raise invalid("Invalid Base64 hashes string parameter")
+        try:
+            out.append(base64.b64decode(item, validate=True))
+        except (binascii.Error, ValueError) as exc:
+            raise invalid("Invalid Base64 hashes string parameter") from exc
+    return out
+
+
+def _scheme(credential: Credential, hash_oid: Any, sign_algo: Any) -> SignatureScheme:
+    if not isinstance(sign_algo, str):
+        raise invalid("Missing (or invalid type) string parameter signAlgo")
+    if hash_oid is not None and not isinstance(hash_oid, str):
+        raise invalid("Invalid type for parameter hashAlgorithmOID")
+    is_ec = KeyAlgorithm(credential.key_algorithm).is_ec
+    if sign_algo in _COMBINED:
+        hash_algorithm, padding = _COMBINED[sign_algo]
+        if hash_oid is not None and HASH_OIDS.get(hash_oid) is not hash_algorithm:
+            raise invalid("Invalid parameter hashAlgorithmOID: it contradicts signAlgo")
+    elif sign_algo in _KEY_OIDS:
+        padding = _KEY_OIDS[sign_algo]
+        if hash_oid is None or hash_oid not in HASH_OIDS:
+            raise invalid("Invalid parameter hashAlgorithmOID: SHA-256, SHA-384 or SHA-512")
+        hash_algorithm = HASH_OIDS[hash_oid]
+    else:
+        raise invalid("Invalid parameter signAlgo")
+    if (padding is Padding.ECDSA) != is_ec:
+        raise invalid("Invalid parameter signAlgo: the credential's key cannot do it")
+    return SignatureScheme(hash_algorithm, padding)

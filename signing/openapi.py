@@ -1,0 +1,95 @@
+"""OpenAPI 3.1 description of the CSC API v2 subset Sceau serves (``/csc/v2/openapi.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ca import __version__
+from signing.engine import MAX_HASHES
+
+_JSON = "application/json"
+
+
+def _body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    schema = {"type": "object", "required": required, "properties": properties}
+    return {"required": True, "content": {_JSON: {"schema": schema}}}
+
+
+def _answer(description: str, properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {_JSON: {"schema": {"type": "object", "properties": properties}}},
+    }
+
+
+_ERROR = _answer(
+    "CSC error",
+    {"error": {"type": "string"}, "error_description": {"type": "string"}},
+)
+_ERRORS = {"400": _ERROR, "401": _ERROR, "403": _ERROR}
+_STRING = {"type": "string"}
+_STRINGS = {"type": "array", "items": _STRING}
+
+
+def _post(summary: str, body: dict[str, Any] | None, answer: dict[str, Any]) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "security": [{"bearer": []}],
+        "responses": {"200": answer, **_ERRORS},
+    }
+    if body is not None:
+        operation["requestBody"] = body
+    return {"post": operation}
+
+
+def openapi() -> dict[str, Any]:
+    credential = {"credentialID": _STRING}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Sceau remote signing (Cloud Signature Consortium API v2.0.0.2)",
+            "version": __version__,
+        },
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "paths": {
+            "/csc/v2/info": {
+                "post": {
+                    "summary": "service description (no authentication)",
+                    "responses": {"200": _answer("service", {"specs": _STRING})},
+                }
+            },
+            "/csc/v2/credentials/list": _post(
+                "the caller's credential ids",
+                None,
+                _answer("credentials", {"credentialIDs": _STRINGS}),
+            ),
+            "/csc/v2/credentials/info": _post(
+                "key, certificate chain (leaf first, base64 DER), authMode, SCAL",
+                _body(credential, ["credentialID"]),
+                _answer(
+                    "credential",
+                    {
+                        "key": {"type": "object"},
+                        "cert": {"type": "object"},
+                        "authMode": _STRING,
+                        "SCAL": {"enum": ["1", "2"]},
+                    },
+                ),
+            ),
+            "/csc/v2/signatures/signHash": _post(
+                f"sign 1 to {MAX_HASHES} hashes; ECDSA signatures are DER ECDSA-Sig-Value",
+                _body(
+                    {
+                        **credential,
+                        "SAD": _STRING,
+                        "hashes": {**_STRINGS, "maxItems": MAX_HASHES},
+                        "hashAlgorithmOID": _STRING,
+                        "signAlgo": _STRING,
+                        "operationMode": {"enum": ["S"]},
+                    },
+                    ["credentialID", "hashes", "signAlgo"],
+                ),
+                _answer("signatures, base64, in the order of the hashes", {"signatures": _STRINGS}),
+            ),
+        },
+    }

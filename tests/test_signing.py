@@ -1,0 +1,195 @@
+"""Remote signing over the CSC API v2 (``/csc/v2/``) with keys generated in our HSM.
+
+Signatures judged by OpenSSL against the certificate's public key."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from ca.store.models import AuditEvent
+from tests.conftest import ApiClient, Pki
+from tests.helpers import LEGAL, NATURAL, run
+from tests.test_hsm_issuance import approved_proof
+
+ECDSA_SHA256 = "1.2.840.10045.4.3.2"
+EC_PUBLIC_KEY = "1.2.840.10045.2.1"
+SHA256 = "2.16.840.1.101.3.4.2.1"
+SHA384 = "2.16.840.1.101.3.4.2.2"
+
+
+def credential(pki: Pki, api: ApiClient, profile: str) -> dict[str, Any]:
+    if profile.startswith("seal"):
+        pid = approved_proof(pki, api, LEGAL, "registry", 2)
+    else:
+        pid = approved_proof(pki, api, NATURAL, "face-to-face", 1)
+    resp = api.post("/ca/api/v1/certificates", {"profile": profile, "identity_proof": pid})
+    assert resp.status_code == 201, resp.json
+    return dict(resp.json)
+
+
+def sign_hash(api: ApiClient, credential_id: str, hashes: list[bytes], **extra: Any) -> Any:
+    body = {
+        "credentialID": credential_id,
+        "hashes": [base64.b64encode(h).decode() for h in hashes],
+        "signAlgo": ECDSA_SHA256,
+        **extra,
+    }
+    return api.post("/csc/v2/signatures/signHash", body)
+
+
+def signed_calls(pki: Pki) -> int:
+    with pki.ctx.db.read() as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(AuditEvent.action == "signing.sign_hash")
+            )
+            or 0
+        )
+
+
+def test_seal_signs_unattended_and_openssl_verifies(pki: Pki, tmp_path: Path) -> None:
+    api = pki.client("seal-lcp")
+    issued = credential(pki, api, "seal-lcp")
+    cid = issued["credential_id"]
+    assert api.post("/csc/v2/credentials/list", {}).json["credentialIDs"] == [cid]
+    info = api.post("/csc/v2/credentials/info", {"credentialID": cid})
+    assert info.status_code == 200, info.json
+    assert info.json["SCAL"] == "1" and info.json["authMode"] == "implicit"
+    assert info.json["key"] == {
+        "status": "enabled",
+        "algo": [EC_PUBLIC_KEY],
+        "len": 256,
+        "curve": "1.2.840.10045.3.1.7",
+    }
+    certs = [base64.b64decode(c) for c in info.json["cert"]["certificates"]]
+    assert len(certs) == 3 and info.json["cert"]["status"] == "valid"
+
+    documents = [f"invoice {i}".encode() for i in range(3)]
+    digests = [hashlib.sha256(d).digest() for d in documents]
+    resp = sign_hash(api, cid, digests)
+    assert resp.status_code == 200, resp.json
+    signatures = [base64.b64decode(s) for s in resp.json["signatures"]]
+    # A bare key OID with the hash named apart gives the same kind of signature.
+    again = sign_hash(api, cid, digests[:1], signAlgo=EC_PUBLIC_KEY, hashAlgorithmOID=SHA256)
+    assert again.status_code == 200, again.json
+    signatures.append(base64.b64decode(again.json["signatures"][0]))
+    documents.append(documents[0])
+
+    (tmp_path / "leaf.der").write_bytes(certs[0])
+    pub = run(
+        "openssl", "x509", "-inform", "DER", "-in", tmp_path / "leaf.der", "-noout", "-pubkey"
+    )
+    (tmp_path / "pub.pem").write_text(pub.stdout)
+    for i, (document, signature) in enumerate(zip(documents, signatures, strict=True)):
+        (tmp_path / f"doc{i}").write_bytes(document)
+        (tmp_path / f"sig{i}").write_bytes(signature)
+        verified = run(
+            "openssl",
+            "dgst",
+            "-sha256",
+            "-verify",
+            tmp_path / "pub.pem",
+            "-signature",
+            tmp_path / f"sig{i}",
+            tmp_path / f"doc{i}",
+        )
+        assert verified.returncode == 0 and "Verified OK" in verified.stdout, verified.stderr
+    (tmp_path / "digest").write_bytes(digests[1])
+    raw = run(
+        "openssl",
+        "pkeyutl",
+        "-verify",
+        "-pubin",
+        "-inkey",
+        tmp_path / "pub.pem",
+        "-in",
+        tmp_path / "digest",
+        "-sigfile",
+        tmp_path / "sig1",
+    )
+    assert raw.returncode == 0, raw.stdout + raw.stderr
+
+
+def test_bad_sign_requests_sign_nothing(pki: Pki) -> None:
+    api = pki.client("seal-lcp", "person-qcp-n-qscd")
+    cid = credential(pki, api, "seal-lcp")["credential_id"]
+    qscd = credential(pki, api, "person-qcp-n-qscd")["credential_id"]
+    other = pki.client("seal-lcp")
+    digest = hashlib.sha256(b"x").digest()
+    before = signed_calls(pki)
+    cases = [
+        (sign_hash(other, cid, [digest]), 400, "invalid_request", "credentialID"),
+        (sign_hash(api, "cred-nope", [digest]), 400, "invalid_request", "credentialID"),
+        (sign_hash(api, cid, [digest[:31]]), 400, "invalid_request", "hash length"),
+        (
+            sign_hash(api, cid, [digest], hashAlgorithmOID=SHA384),
+            400,
+            "invalid_request",
+            "contradicts",
+        ),
+        (sign_hash(api, cid, [digest] * 101), 400, "invalid_request", "Too many"),
+        (sign_hash(api, cid, []), 400, "invalid_request", "hashes"),
+        (
+            sign_hash(api, cid, [digest], signAlgo="1.2.840.113549.1.1.11"),
+            400,
+            "invalid_request",
+            "cannot",
+        ),
+        (sign_hash(api, cid, [digest], signAlgo="1.2.3"), 400, "invalid_request", "signAlgo"),
+        (
+            api.post(
+                "/csc/v2/signatures/signHash",
+                {"credentialID": cid, "hashes": ["%%"], "signAlgo": ECDSA_SHA256},
+            ),
+            400,
+            "invalid_request",
+            "Base64",
+        ),
+        # The platform's token alone never signs with a qualified key.
+        (sign_hash(api, qscd, [digest]), 403, "access_denied", "SAD"),
+        (
+            api.http.post("/csc/v2/signatures/signHash", json={"credentialID": cid}),
+            401,
+            "invalid_token",
+            "Bearer",
+        ),
+    ]
+    for resp, status, error, words in cases:
+        assert resp.status_code == status, resp.json
+        assert resp.json["error"] == error
+        assert words in resp.json["error_description"], resp.json
+    assert other.post("/csc/v2/credentials/info", {"credentialID": cid}).status_code == 400
+    assert other.post("/csc/v2/credentials/list", {}).json["credentialIDs"] == []
+    assert signed_calls(pki) == before
+
+
+def test_revocation_stops_signing_at_once(pki: Pki) -> None:
+    api = pki.client("seal-lcp")
+    issued = credential(pki, api, "seal-lcp")
+    digest = hashlib.sha256(b"x").digest()
+    assert sign_hash(api, issued["credential_id"], [digest]).status_code == 200
+    revoked = api.post(
+        f"/ca/api/v1/certificates/{issued['serial']}/revoke", {"reason": "keyCompromise"}
+    )
+    assert revoked.status_code == 200
+    before = signed_calls(pki)
+    resp = sign_hash(api, issued["credential_id"], [digest])
+    assert resp.status_code == 400 and "revoked" in resp.json["error_description"]
+    info = api.post("/csc/v2/credentials/info", {"credentialID": issued["credential_id"]})
+    assert info.json["key"]["status"] == "disabled" and info.json["cert"]["status"] == "revoked"
+    assert signed_calls(pki) == before
+
+
+def test_info_and_openapi(pki: Pki) -> None:
+    http = pki.client("seal-lcp").http
+    info = http.post("/csc/v2/info", json={})
+    assert info.status_code == 200 and info.json["specs"] == "2.0.0.2"
+    spec = http.get("/csc/v2/openapi.json")
+    assert spec.status_code == 200 and "/csc/v2/signatures/signHash" in spec.json["paths"]
