@@ -145,6 +145,18 @@ class CrlConfig:
 
 
 @dataclass(frozen=True)
+class SigningConfig:
+    # Development OTP channel: each one-time code is written to <home>/<otp_outbox>/<credential
+    # id>.otp (mode 0600), where a tester reads it. Production plugs an e-mail/SMS sender in.
+    otp_outbox: str = "otp-outbox"
+    # A one-time code works once, within this delay, and dies after this many wrong tries.
+    otp_ttl_seconds: int = 300
+    otp_max_attempts: int = 3
+    # A SAD (CSC credentials/authorize) works once, within this delay.
+    sad_ttl_seconds: int = 300
+
+
+@dataclass(frozen=True)
 class LintConfig:
     # pkilint finding codes accepted instead of refusing issuance. Only for development:
     # `sceau init` lists the ones a loopback base URL provokes (etsi.internal_domain_name...).
@@ -163,6 +175,7 @@ class SceauConfig:
     tsa: TsaConfig = TsaConfig()
     ocsp: OcspConfig = OcspConfig()
     crl: CrlConfig = CrlConfig()
+    signing: SigningConfig = SigningConfig()
     so_pin: str = field(default="", repr=False)
 
 
@@ -222,6 +235,7 @@ def load_config(home: Path | None = None) -> SceauConfig:
             "tsa",
             "ocsp",
             "crl",
+            "signing",
         }:
             raise ConfigError(f"{CONFIG_FILE}: unknown section [{name}]")
     hsm_section: HsmSection = _section(HsmSection, raw, "hsm")
@@ -249,5 +263,6 @@ def load_config(home: Path | None = None) -> SceauConfig:
         tsa=_section(TsaConfig, raw, "tsa"),
         ocsp=_section(OcspConfig, raw, "ocsp"),
         crl=_section(CrlConfig, raw, "crl"),
+        signing=_section(SigningConfig, raw, "signing"),
         so_pin=secrets.get("hsm_so_pin", ""),
     )

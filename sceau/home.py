@@ -125,6 +125,14 @@ arl_next_update_hours = 168
 # Seconds between two checks for revocations not yet on a CRL.
 revocation_check_seconds = 1
 
+[signing]
+# Development OTP channel: one-time codes are written under this folder of the home.
+otp_outbox = "otp-outbox"
+# One-time codes and SADs (CSC credentials/authorize) work once, within these delays.
+otp_ttl_seconds = 300
+otp_max_attempts = 3
+sad_ttl_seconds = 300
+
 [lint]
 # pkilint findings accepted instead of refusing issuance (development base URL only).
 accept_findings = [{accept}]

@@ -10,6 +10,7 @@ from ca.context import ServiceContext
 from ca.web import install_common
 from signing import views
 from signing.engine import SigningEngine
+from signing.otp import FileOtpSender
 
 
 def create_app(config: SceauConfig | None = None, ctx: ServiceContext | None = None) -> Flask:
@@ -19,6 +20,13 @@ def create_app(config: SceauConfig | None = None, ctx: ServiceContext | None = N
     install_common(
         app, "signing", max_body_bytes=ctx.config.service.max_body_bytes, schema=ctx.schema()
     )
-    app.extensions[views.EXTENSION] = SigningEngine(ctx.db, ctx.keys, ctx.authority.issuers)
+    signing = ctx.config.signing
+    app.extensions[views.EXTENSION] = SigningEngine(
+        ctx.db,
+        ctx.keys,
+        ctx.authority.issuers,
+        signing,
+        FileOtpSender(ctx.config.home / signing.otp_outbox),
+    )
     app.register_blueprint(views.bp)
     return app

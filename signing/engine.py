@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
-from datetime import datetime
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from ca import audit
 from ca.algorithms import HashAlgorithm, KeyAlgorithm, Padding, SignatureScheme
 from ca.clients import Client
+from ca.config import SigningConfig
 from ca.hsm import KeyStore
 from ca.issuers import IssuerRegistry
 from ca.store.db import Database
-from ca.store.models import Certificate, Credential
+from ca.store.models import Certificate, Credential, OneTimeCode, SignatureActivation
+from signing.otp import OtpSender
 
 # One signHash call signs at most this many hashes (a batch of invoices; bounded so that one
 # call cannot hold the token's lock for long: ~13 ms at SoftHSM2's P-256 rate).
@@ -67,17 +71,34 @@ def invalid(description: str) -> CscError:
     return CscError(400, "invalid_request", description)
 
 
-@dataclass(frozen=True)
-class _Usable:
-    credential: Credential
-    certificate: Certificate
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _otp_hash(credential_id: str, code: str) -> str:
+    return _sha256_hex(f"{credential_id}:{code}".encode())
+
+
+def _hashes_digest(digests: list[bytes]) -> str:
+    """What a SAD is bound to: the exact hashes, in order (length-prefixed, so no two lists
+    share a digest)."""
+    return _sha256_hex(b"".join(len(d).to_bytes(2, "big") + d for d in digests))
 
 
 class SigningEngine:
-    def __init__(self, db: Database, keys: KeyStore, issuers: IssuerRegistry) -> None:
+    def __init__(
+        self,
+        db: Database,
+        keys: KeyStore,
+        issuers: IssuerRegistry,
+        config: SigningConfig,
+        otp_sender: OtpSender,
+    ) -> None:
         self.db = db
         self.keys = keys
         self.issuers = issuers
+        self.config = config
+        self.otp_sender = otp_sender
 
     def credential_ids(self, client: Client) -> list[str]:
         with self.db.read() as session:
@@ -124,6 +145,7 @@ class SigningEngine:
         self,
         client: Client,
         credential_id: Any,
+        sad: Any,
         hashes_b64: Any,
         hash_oid: Any,
         sign_algo: Any,
@@ -139,13 +161,6 @@ class SigningEngine:
                 "invalid_request",
                 f"Invalid credential: the certificate is {_cert_status(cert, now)}",
             )
-        if credential.scal == 2:
-            # Sole control: the platform's token alone never signs with a qualified key.
-            raise CscError(
-                403,
-                "access_denied",
-                "SCAL2 credential: signHash needs a SAD from credentials/authorize",
-            )
         digests = _digests(hashes_b64)
         scheme = _scheme(credential, hash_oid, sign_algo)
         for digest in digests:
@@ -154,6 +169,9 @@ class SigningEngine:
                     f"Invalid hash length: {scheme.hash.value} hashes have "
                     f"{scheme.hash.digest_size} bytes, one has {len(digest)}"
                 )
+        if credential.scal == 2:
+            # Sole control: the platform's token alone never signs with a qualified key.
+            self._consume_sad(client, credential, sad, digests, now)
         # CSC returns each signature as it would sit in a CMS SignerInfo: for ECDSA the DER
         # ECDSA-Sig-Value, as KeyStore.sign_digest gives it (what pyHanko's CSC client embeds).
         signatures = [self.keys.sign_digest(credential.key_label, d, scheme) for d in digests]
@@ -170,6 +188,152 @@ class SigningEngine:
                 },
             )
         return signatures
+
+    def send_otp(self, client: Client, credential_id: Any, *, now: datetime) -> None:
+        credential, cert = self._owned(client, credential_id)
+        if credential.scal != 2:
+            raise invalid("Invalid parameter credentialID: this credential uses no OTP")
+        if not _valid(cert, now):
+            raise invalid(f"Invalid credential: the certificate is {_cert_status(cert, now)}")
+        code = f"{secrets.randbelow(10**6):06d}"
+        with self.db.write() as session:
+            # One live code per credential: a new one replaces the last, and its attempts
+            # count afresh only because a new random code is as hard to guess.
+            session.execute(delete(OneTimeCode).where(OneTimeCode.credential_id == credential.id))
+            session.add(
+                OneTimeCode(
+                    credential_id=credential.id,
+                    code_hash=_otp_hash(credential.id, code),
+                    expires_at=now + timedelta(seconds=self.config.otp_ttl_seconds),
+                    attempts=0,
+                    used_at=None,
+                )
+            )
+            audit.append(
+                session,
+                actor=client.actor,
+                action="signing.otp_sent",
+                at=now,
+                details={"credential": credential.id},
+            )
+        self.otp_sender.send(credential.id, code)
+
+    def authorize(
+        self,
+        client: Client,
+        credential_id: Any,
+        num_signatures: Any,
+        hashes_b64: Any,
+        otp: Any,
+        *,
+        now: datetime,
+    ) -> tuple[str, int]:
+        """CSC credentials/authorize: check the owner's OTP, then give a SAD bound to the
+        credential, these hashes and their count. Returns (SAD, seconds it lives)."""
+        credential, cert = self._owned(client, credential_id)
+        if credential.scal != 2:
+            raise invalid("Invalid parameter credentialID: a SCAL1 credential needs no SAD")
+        if not _valid(cert, now):
+            raise invalid(f"Invalid credential: the certificate is {_cert_status(cert, now)}")
+        digests = _digests(hashes_b64)
+        if not isinstance(num_signatures, int) or num_signatures != len(digests):
+            raise invalid("Invalid parameter numSignatures: it must count the hashes")
+        if not isinstance(otp, str) or not otp:
+            raise invalid("Missing (or invalid type) string parameter OTP")
+        self._check_otp(client, credential, otp, now)
+        sad = secrets.token_urlsafe(32)
+        ttl = self.config.sad_ttl_seconds
+        with self.db.write() as session:
+            session.add(
+                SignatureActivation(
+                    sad_hash=_sha256_hex(sad.encode()),
+                    credential_id=credential.id,
+                    hashes_digest=_hashes_digest(digests),
+                    count=len(digests),
+                    expires_at=now + timedelta(seconds=ttl),
+                    used_at=None,
+                )
+            )
+            audit.append(
+                session,
+                actor=client.actor,
+                action="signing.authorized",
+                at=now,
+                details={"credential": credential.id, "hashes": len(digests)},
+            )
+        return sad, ttl
+
+    def _check_otp(self, client: Client, credential: Credential, otp: str, now: datetime) -> None:
+        with self.db.write() as session:
+            row = session.scalars(
+                select(OneTimeCode)
+                .where(OneTimeCode.credential_id == credential.id)
+                .with_for_update()
+            ).first()
+            failure = None
+            if row is None or row.used_at is not None:
+                failure = "no OTP pending: call credentials/sendOTP"
+            elif row.attempts >= self.config.otp_max_attempts:
+                failure = "too many wrong OTPs: call credentials/sendOTP for a new one"
+            elif row.expires_at <= now:
+                failure = "the OTP has expired: call credentials/sendOTP"
+            elif not hmac.compare_digest(row.code_hash, _otp_hash(credential.id, otp)):
+                row.attempts += 1
+                failure = "The OTP is invalid"
+            else:
+                row.used_at = now
+            audit.append(
+                session,
+                actor=client.actor,
+                action="signing.otp_checked",
+                at=now,
+                details={"credential": credential.id, "accepted": failure is None},
+            )
+        if failure is not None:
+            raise CscError(400, "invalid_otp", failure)
+
+    def _consume_sad(
+        self,
+        client: Client,
+        credential: Credential,
+        sad: Any,
+        digests: list[bytes],
+        now: datetime,
+    ) -> None:
+        """Spend the SAD before the token signs: it works once even if signing then fails."""
+        if not isinstance(sad, str) or not sad:
+            raise CscError(
+                403,
+                "access_denied",
+                "SCAL2 credential: signHash needs a SAD from credentials/authorize",
+            )
+        with self.db.write() as session:
+            row = session.get(SignatureActivation, _sha256_hex(sad.encode()))
+            failure = None
+            if row is None or row.credential_id != credential.id:
+                failure = "Invalid parameter SAD"
+            elif row.used_at is not None:
+                failure = "Invalid parameter SAD: it was already used"
+            elif row.expires_at <= now:
+                failure = "Invalid parameter SAD: it has expired"
+            elif row.count != len(digests) or not hmac.compare_digest(
+                row.hashes_digest, _hashes_digest(digests)
+            ):
+                failure = "Invalid parameter SAD: it authorises other hashes"
+            else:
+                # The conditional UPDATE makes two concurrent calls with one SAD sign once.
+                spent = session.execute(
+                    update(SignatureActivation)
+                    .where(
+                        SignatureActivation.sad_hash == row.sad_hash,
+                        SignatureActivation.used_at.is_(None),
+                    )
+                    .values(used_at=now)
+                )
+                if spent.rowcount != 1:  # type: ignore[attr-defined]
+                    failure = "Invalid parameter SAD: it was already used"
+        if failure is not None:
+            raise CscError(400, "invalid_request", failure)
 
     def _owned(self, client: Client, credential_id: Any) -> tuple[Credential, Certificate]:
         if not isinstance(credential_id, str) or not credential_id:

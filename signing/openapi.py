@@ -76,6 +76,24 @@ def openapi() -> dict[str, Any]:
                     },
                 ),
             ),
+            "/csc/v2/credentials/sendOTP": _post(
+                "send a one-time code to the owner of a SCAL2 credential",
+                _body(credential, ["credentialID"]),
+                _answer("sent", {}),
+            ),
+            "/csc/v2/credentials/authorize": _post(
+                "a SAD for exactly these hashes, after the owner's OTP (SCAL2)",
+                _body(
+                    {
+                        **credential,
+                        "numSignatures": {"type": "integer"},
+                        "hashes": {**_STRINGS, "maxItems": MAX_HASHES},
+                        "OTP": _STRING,
+                    },
+                    ["credentialID", "numSignatures", "hashes", "OTP"],
+                ),
+                _answer("authorised", {"SAD": _STRING, "expiresIn": {"type": "integer"}}),
+            ),
             "/csc/v2/signatures/signHash": _post(
                 f"sign 1 to {MAX_HASHES} hashes; ECDSA signatures are DER ECDSA-Sig-Value",
                 _body(

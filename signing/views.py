@@ -85,6 +85,8 @@ def info() -> Response:
             "methods": [
                 "credentials/list",
                 "credentials/info",
+                "credentials/sendOTP",
+                "credentials/authorize",
                 "signatures/signHash",
             ],
         }
@@ -103,6 +105,31 @@ def credentials_info() -> Response:
     )
 
 
+@bp.post("/credentials/sendOTP")
+def send_otp() -> Response:
+    def handler(client: Client, body: dict[str, Any], now: datetime) -> dict[str, Any]:
+        _engine().send_otp(client, body.get("credentialID"), now=now)
+        return {}
+
+    return _call(handler)
+
+
+@bp.post("/credentials/authorize")
+def authorize() -> Response:
+    def handler(client: Client, body: dict[str, Any], now: datetime) -> dict[str, Any]:
+        sad, expires_in = _engine().authorize(
+            client,
+            body.get("credentialID"),
+            body.get("numSignatures"),
+            body.get("hashes"),
+            body.get("OTP"),
+            now=now,
+        )
+        return {"SAD": sad, "expiresIn": expires_in}
+
+    return _call(handler)
+
+
 @bp.post("/signatures/signHash")
 def sign_hash() -> Response:
     def handler(client: Client, body: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -111,6 +138,7 @@ def sign_hash() -> Response:
         signatures = _engine().sign_hash(
             client,
             body.get("credentialID"),
+            body.get("SAD"),
             body.get("hashes"),
             body.get("hashAlgorithmOID"),
             body.get("signAlgo"),

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from ca.store.models import AuditEvent
+from ca.store.models import AuditEvent, SignatureActivation
 from tests.conftest import ApiClient, Pki
 from tests.helpers import LEGAL, NATURAL, run
 from tests.test_hsm_issuance import approved_proof
@@ -193,3 +194,102 @@ def test_info_and_openapi(pki: Pki) -> None:
     assert info.status_code == 200 and info.json["specs"] == "2.0.0.2"
     spec = http.get("/csc/v2/openapi.json")
     assert spec.status_code == 200 and "/csc/v2/signatures/signHash" in spec.json["paths"]
+
+
+def otp(pki: Pki, api: ApiClient, credential_id: str) -> str:
+    sent = api.post("/csc/v2/credentials/sendOTP", {"credentialID": credential_id})
+    assert sent.status_code == 200, sent.json
+    path = pki.home / pki.config.signing.otp_outbox / f"{credential_id}.otp"
+    assert path.stat().st_mode & 0o077 == 0
+    return path.read_text()
+
+
+def authorize(api: ApiClient, credential_id: str, hashes: list[bytes], code: str) -> Any:
+    return api.post(
+        "/csc/v2/credentials/authorize",
+        {
+            "credentialID": credential_id,
+            "numSignatures": len(hashes),
+            "hashes": [base64.b64encode(h).decode() for h in hashes],
+            "OTP": code,
+        },
+    )
+
+
+def test_sole_control_for_qualified_keys(pki: Pki, tmp_path: Path) -> None:
+    api = pki.client("person-qcp-n-qscd")
+    issued = credential(pki, api, "person-qcp-n-qscd")
+    cid = issued["credential_id"]
+    info = api.post("/csc/v2/credentials/info", {"credentialID": cid}).json
+    assert info["SCAL"] == "2" and info["authMode"] == "explicit"
+    digests = [hashlib.sha256(b"contract").digest(), hashlib.sha256(b"annex").digest()]
+    before = signed_calls(pki)
+
+    code = otp(pki, api, cid)
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    bad = authorize(api, cid, digests, wrong)
+    assert bad.status_code == 400 and bad.json["error"] == "invalid_otp"
+    granted = authorize(api, cid, digests, code)
+    assert granted.status_code == 200, granted.json
+    sad = granted.json["SAD"]
+    assert granted.json["expiresIn"] == pki.config.signing.sad_ttl_seconds
+    # The OTP works once.
+    assert authorize(api, cid, digests, code).json["error"] == "invalid_otp"
+
+    # The SAD is bound to the exact hashes and their count.
+    assert sign_hash(api, cid, digests[:1], SAD=sad).status_code == 400
+    assert sign_hash(api, cid, digests[::-1], SAD=sad).status_code == 400
+    assert sign_hash(api, cid, digests, SAD="forged").status_code == 400
+    assert signed_calls(pki) == before
+    resp = sign_hash(api, cid, digests, SAD=sad)
+    assert resp.status_code == 200, resp.json
+    # ... and works once.
+    replay = sign_hash(api, cid, digests, SAD=sad)
+    assert replay.status_code == 400 and "already used" in replay.json["error_description"]
+    assert signed_calls(pki) == before + 1
+
+    cert = tmp_path / "leaf.pem"
+    cert.write_text(issued["certificate"])
+    pub = run("openssl", "x509", "-in", cert, "-noout", "-pubkey")
+    (tmp_path / "pub.pem").write_text(pub.stdout)
+    (tmp_path / "doc").write_bytes(b"contract")
+    (tmp_path / "sig").write_bytes(base64.b64decode(resp.json["signatures"][0]))
+    verified = run(
+        "openssl",
+        "dgst",
+        "-sha256",
+        "-verify",
+        tmp_path / "pub.pem",
+        "-signature",
+        tmp_path / "sig",
+        tmp_path / "doc",
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_otp_lockout_and_sad_expiry(pki: Pki) -> None:
+    api = pki.client("person-qcp-n-qscd")
+    cid = credential(pki, api, "person-qcp-n-qscd")["credential_id"]
+    digests = [hashlib.sha256(b"x").digest()]
+    code = otp(pki, api, cid)
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    for _ in range(pki.config.signing.otp_max_attempts):
+        assert authorize(api, cid, digests, wrong).json["error"] == "invalid_otp"
+    locked = authorize(api, cid, digests, code)
+    assert locked.status_code == 400 and "too many" in locked.json["error_description"]
+    # Another client never sees the credential, OTP or not.
+    assert authorize(pki.client("person-qcp-n-qscd"), cid, digests, code).status_code == 400
+
+    sad = authorize(api, cid, digests, otp(pki, api, cid)).json["SAD"]
+    with pki.ctx.db.write() as session:
+        session.execute(
+            update(SignatureActivation)
+            .where(SignatureActivation.credential_id == cid)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    expired = sign_hash(api, cid, digests, SAD=sad)
+    assert expired.status_code == 400 and "expired" in expired.json["error_description"]
+    # A SCAL1 credential has no OTP to send.
+    seal = pki.client("seal-lcp")
+    seal_id = credential(pki, seal, "seal-lcp")["credential_id"]
+    assert seal.post("/csc/v2/credentials/sendOTP", {"credentialID": seal_id}).status_code == 400

@@ -250,3 +250,31 @@ class Credential(Base):
     scal: Mapped[int] = mapped_column(Integer)  # CSC "SCAL1" / "SCAL2" (sole control)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     destroyed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class OneTimeCode(Base):
+    """An OTP sent to a credential's owner (sole control, EN 419 241-1 SCAL2): only its hash
+    is kept; it works once, before ``expires_at``, and dies after a few wrong tries."""
+
+    __tablename__ = "otps"
+    __table_args__ = (Index("ix_otps_credential", "credential_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    credential_id: Mapped[str] = mapped_column(ForeignKey("credentials.id"))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(Integer)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class SignatureActivation(Base):
+    """A SAD (CSC credentials/authorize): bound to one credential and to the exact hashes
+    (``hashes_digest``, SHA-256 over them in order) and their count; single use. Only the
+    SAD's hash is kept."""
+
+    __tablename__ = "sads"
+    sad_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    credential_id: Mapped[str] = mapped_column(ForeignKey("credentials.id"))
+    hashes_digest: Mapped[str] = mapped_column(String(64))
+    count: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
