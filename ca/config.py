@@ -154,6 +154,10 @@ class SigningConfig:
     otp_max_attempts: int = 3
     # A SAD (CSC credentials/authorize) works once, within this delay.
     sad_ttl_seconds: int = 300
+    # A subscriber key is destroyed this long after its certificate was revoked or expired
+    # (it signs nothing from that moment on); keys of failed issuances go at the next run.
+    key_grace_days: int = 30
+    key_cleanup_interval_minutes: int = 60
 
 
 @dataclass(frozen=True)

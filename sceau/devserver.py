@@ -59,6 +59,6 @@ def create_app(
             "/crl/": crl,
             "/certs/": crl,
             "/policies/": crl,
-            "/csc/": create_signing(ctx=ctx),
+            "/csc/": create_signing(ctx=ctx, start_jobs=start_jobs),
         },
     )

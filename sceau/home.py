@@ -132,6 +132,9 @@ otp_outbox = "otp-outbox"
 otp_ttl_seconds = 300
 otp_max_attempts = 3
 sad_ttl_seconds = 300
+# Keys are destroyed this many days after their certificate was revoked or expired.
+key_grace_days = 30
+key_cleanup_interval_minutes = 60
 
 [lint]
 # pkilint findings accepted instead of refusing issuance (development base URL only).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -21,7 +22,7 @@ from ca import audit
 from ca.algorithms import HashAlgorithm, KeyAlgorithm, Padding, SignatureScheme
 from ca.clients import Client
 from ca.config import SigningConfig
-from ca.hsm import KeyStore
+from ca.hsm import KeyNotFoundError, KeyStore
 from ca.issuers import IssuerRegistry
 from ca.store.db import Database
 from ca.store.models import Certificate, Credential, OneTimeCode, SignatureActivation
@@ -334,6 +335,51 @@ class SigningEngine:
                     failure = "Invalid parameter SAD: it was already used"
         if failure is not None:
             raise CscError(400, "invalid_request", failure)
+
+    def destroy_retired_keys(self, now: datetime) -> int:
+        """The scheduled clean-up: destroy the keys whose certificate was revoked or expired
+        more than ``key_grace_days`` ago, and those of failed issuances ("unused", or
+        "pending" for longer than the grace period). Returns how many were destroyed."""
+        cutoff = now - timedelta(days=self.config.key_grace_days)
+        with self.db.read() as session:
+            retired = session.execute(
+                select(Credential.id, Credential.key_label)
+                .outerjoin(Certificate, Certificate.id == Credential.certificate_id)
+                .where(
+                    (Credential.status == "unused")
+                    | ((Credential.status == "pending") & (Credential.created_at <= cutoff))
+                    | (
+                        (Credential.status == "active")
+                        & (
+                            (Certificate.not_after <= cutoff)
+                            | (
+                                (Certificate.status == "revoked")
+                                & (Certificate.revoked_at <= cutoff)
+                            )
+                        )
+                    )
+                )
+            ).all()
+        destroyed = 0
+        for credential_id, label in retired:
+            # Already gone is fine: a crash after destroy, before the row was updated.
+            with contextlib.suppress(KeyNotFoundError):
+                self.keys.destroy(label)
+            with self.db.write() as session:
+                session.execute(
+                    update(Credential)
+                    .where(Credential.id == credential_id)
+                    .values(status="destroyed", destroyed_at=now)
+                )
+                audit.append(
+                    session,
+                    actor="system:key-cleanup",
+                    action="credential.destroyed",
+                    at=now,
+                    details={"credential": credential_id},
+                )
+            destroyed += 1
+        return destroyed
 
     def _owned(self, client: Client, credential_id: Any) -> tuple[Credential, Certificate]:
         if not isinstance(credential_id, str) or not credential_id:

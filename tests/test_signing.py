@@ -12,7 +12,10 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from ca.store.models import AuditEvent, SignatureActivation
+from ca.authority import credential_key_label
+from ca.store.models import AuditEvent, Credential, SignatureActivation
+from signing.engine import SigningEngine
+from signing.otp import FileOtpSender
 from tests.conftest import ApiClient, Pki
 from tests.helpers import LEGAL, NATURAL, run
 from tests.test_hsm_issuance import approved_proof
@@ -293,3 +296,33 @@ def test_otp_lockout_and_sad_expiry(pki: Pki) -> None:
     seal = pki.client("seal-lcp")
     seal_id = credential(pki, seal, "seal-lcp")["credential_id"]
     assert seal.post("/csc/v2/credentials/sendOTP", {"credentialID": seal_id}).status_code == 400
+
+
+def test_retired_keys_are_destroyed_after_the_grace_period(pki: Pki) -> None:
+    api = pki.client("seal-lcp")
+    issued = credential(pki, api, "seal-lcp")
+    kept = credential(pki, api, "seal-lcp")
+    revoked = api.post(
+        f"/ca/api/v1/certificates/{issued['serial']}/revoke", {"reason": "superseded"}
+    )
+    assert revoked.status_code == 200
+    signing = pki.config.signing
+    engine = SigningEngine(
+        pki.ctx.db,
+        pki.ctx.keys,
+        pki.ctx.authority.issuers,
+        signing,
+        FileOtpSender(pki.home / signing.otp_outbox),
+    )
+    now = datetime.now(UTC)
+    label = credential_key_label(issued["credential_id"])
+    engine.destroy_retired_keys(now)
+    assert pki.ctx.keys.has_key(label)  # within the grace period: kept, though unusable
+    assert engine.destroy_retired_keys(now + timedelta(days=signing.key_grace_days, hours=1)) >= 1
+    assert not pki.ctx.keys.has_key(label)
+    assert pki.ctx.keys.has_key(credential_key_label(kept["credential_id"]))
+    with pki.ctx.db.read() as session:
+        row = session.get(Credential, issued["credential_id"])
+        assert row is not None and row.status == "destroyed" and row.destroyed_at is not None
+    listed = api.post("/csc/v2/credentials/list", {}).json["credentialIDs"]
+    assert listed == [kept["credential_id"]]
