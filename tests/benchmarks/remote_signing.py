@@ -1,0 +1,231 @@
+"""Remote signing throughput (CSC signHash) of a whole Sceau server, set against the raw
+PKCS#11 signature rate of the same key.
+
+Run from the repository root:
+
+    .venv/bin/python -m tests.benchmarks.remote_signing [--seconds 10] [--concurrency 16]
+        [--workers 2]
+
+It builds a throwaway home (`sceau init`), a platform client, an approved legal-person
+proof and a `seal-lcp` credential whose P-256 key is generated in the token (SCAL1: the
+platform's token authorises signing), starts `sceau serve` with `--workers` gunicorn
+workers and, from a separate load process, keeps `--concurrency` keep-alive clients
+calling /csc/v2/signatures/signHash with batches of 1 and of 100 SHA-256 hashes for
+`--seconds` each. Every answer must hold one signature per hash; a sample is verified
+against the certificate's public key. Then, with the server stopped, it measures how fast
+the same key signs through ca.hsm.KeyStore in one process. The last line is
+machine-readable (RESULT ...). Target (issue 6): batches of 100 reach 70 % of the raw rate.
+
+Not a pytest test: the file name does not match test_*.py, so pytest never collects it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import multiprocessing
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from ca.algorithms import HashAlgorithm, Padding, SignatureScheme
+from ca.authority import credential_key_label
+from ca.config import load_config
+from ca.hsm import KeyStore
+from tests.benchmarks.tsa import HOST, BenchmarkError, Server, free_port, percentile, run_sceau
+
+ECDSA_SHA256 = "1.2.840.10045.4.3.2"
+LEGAL = {
+    "subject_kind": "legal",
+    "method": "registry",
+    "subject": {
+        "organization_name": "ACME Facturation SAS",
+        "common_name": "ACME e-invoicing",
+        "organization_identifier": "NTRFR-732829320",
+        "country": "FR",
+    },
+    "document": {
+        "type": "company-extract",
+        "number": "KBIS-2026-0042",
+        "issuing_country": "FR",
+        "expires_on": "2030-01-01",
+    },
+}
+
+
+def call(port: int, token: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=60)
+    try:
+        conn.request(
+            "POST",
+            path,
+            json.dumps(body),
+            {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def setup(home: Path, port: int) -> tuple[str, str]:
+    """A client, an approved proof, a seal-lcp credential: (token, credential id)."""
+    out = run_sceau("client", "add", "bench", "--profile", "seal-lcp", "--home", home)
+    token = out.strip().splitlines()[-1]
+    status, proof = call(port, token, "/ra/api/v1/identity-proofs", LEGAL)
+    if status != 201:
+        raise BenchmarkError(f"identity proof: {status} {proof}")
+    run_sceau("proof", "approve", proof["id"], "--officer", "alice", "--home", home)
+    status, issued = call(
+        port,
+        token,
+        "/ca/api/v1/certificates",
+        {"profile": "seal-lcp", "identity_proof": proof["id"]},
+    )
+    if status != 201:
+        raise BenchmarkError(f"issuance: {status} {issued}")
+    return token, str(issued["credential_id"])
+
+
+def _client(
+    port: int, token: str, body: bytes, batch: int, end: float, out: list[float], errors: list[str]
+) -> None:
+    conn = http.client.HTTPConnection(HOST, port, timeout=60)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    while time.monotonic() < end:
+        began = time.perf_counter()
+        conn.request("POST", "/csc/v2/signatures/signHash", body, headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.status != 200 or len(json.loads(data)["signatures"]) != batch:
+            errors.append(f"{resp.status} {data[:200]!r}")
+            return
+        out.append(time.perf_counter() - began)
+
+
+def _load(
+    port: int, token: str, cid: str, batch: int, seconds: float, clients: int, queue: Any
+) -> None:
+    """The load process: ``clients`` threads, each with its own keep-alive connection."""
+    hashes = [base64.b64encode(os.urandom(32)).decode() for _ in range(batch)]
+    body = json.dumps({"credentialID": cid, "hashes": hashes, "signAlgo": ECDSA_SHA256}).encode()
+    end = time.monotonic() + seconds
+    latencies: list[float] = []
+    errors: list[str] = []
+    threads = [
+        threading.Thread(target=_client, args=(port, token, body, batch, end, latencies, errors))
+        for _ in range(clients)
+    ]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    queue.put((latencies, time.perf_counter() - began, errors))
+
+
+def run_load(
+    port: int, token: str, cid: str, batch: int, seconds: float, clients: int
+) -> tuple[list[float], float]:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_load, args=(port, token, cid, batch, seconds, clients, queue))
+    proc.start()
+    latencies, elapsed, errors = queue.get(timeout=seconds + 120)
+    proc.join(timeout=30)
+    if errors:
+        raise BenchmarkError(f"signHash failed: {errors[0]}")
+    return latencies, elapsed
+
+
+def verify_sample(port: int, token: str, cid: str, certificate: x509.Certificate) -> None:
+    digest = os.urandom(32)
+    status, body = call(
+        port,
+        token,
+        "/csc/v2/signatures/signHash",
+        {
+            "credentialID": cid,
+            "hashes": [base64.b64encode(digest).decode()],
+            "signAlgo": ECDSA_SHA256,
+        },
+    )
+    public_key = certificate.public_key()
+    if status != 200 or not isinstance(public_key, ec.EllipticCurvePublicKey):
+        raise BenchmarkError(f"sample signHash: {status} {body}")
+    signature = base64.b64decode(body["signatures"][0])
+    public_key.verify(
+        signature, digest, ec.ECDSA(utils.Prehashed(HashAlgorithm.SHA256.cryptography_hash()))
+    )
+
+
+def raw_rate(home: Path, label: str, seconds: float) -> float:
+    keys = KeyStore(load_config(home).hsm)
+    scheme = SignatureScheme(HashAlgorithm.SHA256, Padding.ECDSA)
+    digest = os.urandom(32)
+    try:
+        keys.sign_digest(label, digest, scheme)  # login and key lookup, untimed
+        count, began = 0, time.perf_counter()
+        while time.perf_counter() - began < seconds:
+            keys.sign_digest(label, digest, scheme)
+            count += 1
+        return count / (time.perf_counter() - began)
+    finally:
+        keys.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="sceau-bench-csc-") as tmp:
+        home = Path(tmp) / "home"
+        run_sceau("init", "--home", home)
+        port = free_port()
+        server = Server(home, port, args.workers, args.threads, Path(tmp) / "server.log")
+        server.start()
+        results: dict[int, tuple[list[float], float]] = {}
+        try:
+            token, cid = setup(home, port)
+            _, info = call(port, token, "/csc/v2/credentials/info", {"credentialID": cid})
+            leaf = x509.load_der_x509_certificate(base64.b64decode(info["cert"]["certificates"][0]))
+            verify_sample(port, token, cid, leaf)
+            for batch in (1, 100):
+                results[batch] = run_load(port, token, cid, batch, args.seconds, args.concurrency)
+        finally:
+            server.stop()
+        raw = raw_rate(home, credential_key_label(cid), args.seconds)
+    print(f"raw PKCS#11 ECDSA P-256 rate, one process: {raw:,.0f} signatures/s")
+    summary: dict[str, Any] = {"raw_per_s": round(raw)}
+    for batch, (latencies, elapsed) in results.items():
+        rate = len(latencies) * batch / elapsed
+        p50 = percentile(sorted(latencies), 0.50) * 1000
+        p99 = percentile(sorted(latencies), 0.99) * 1000
+        print(
+            f"batch {batch:>3}: {rate:,.0f} signatures/s ({len(latencies) / elapsed:,.0f} calls/s),"
+            f" p50 {p50:.1f} ms, p99 {p99:.1f} ms per call, {rate / raw:.0%} of the raw rate"
+        )
+        summary[f"batch{batch}"] = {
+            "per_s": round(rate),
+            "p50_ms": round(p50, 1),
+            "p99_ms": round(p99, 1),
+            "of_raw": round(rate / raw, 2),
+        }
+    print("RESULT " + json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
