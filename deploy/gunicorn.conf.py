@@ -1,4 +1,5 @@
-"""Gunicorn settings shared by every Sceau service (ca, registration, tsa, ocsp, crl).
+"""Gunicorn settings shared by every Sceau service (ca, registration, tsa, ocsp, crl,
+signing).
 
 Installed as /etc/sceau/gunicorn.conf.py and used by deploy/systemd/sceau@.service:
 
@@ -19,7 +20,14 @@ Everything is read from the environment so that one file serves every service:
 import os
 
 # The ports nginx (deploy/nginx/sceau.conf) routes to.
-PORTS = {"ca": 8100, "registration": 8101, "tsa": 8102, "ocsp": 8103, "crl": 8104}
+PORTS = {
+    "ca": 8100,
+    "registration": 8101,
+    "tsa": 8102,
+    "ocsp": 8103,
+    "crl": 8104,
+    "signing": 8105,
+}
 
 service = os.environ.get("SCEAU_SERVICE", "sceau")
 
