@@ -10,22 +10,15 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
 from ca import audit
-from ca.algorithms import default_scheme
 from ca.config import SceauConfig
-from ca.errors import ConfigError
 from ca.hsm import KeyStore
 from ca.issuers import IssuerRegistry
-from ca.lints.prelint import lint_tbs
 from ca.names import organisation_name
 from ca.profiles import ProfileKind, ProfileSet
-from ca.signers import certify_signer, current_signer, signer_key_algorithm
+from ca.signers import certify_own_key, certify_signer, current_signer, signer_key_algorithm
 from ca.store.db import Database
 from ca.store.models import Issuer
-from ca.tbs import TbsRequest, Urls, assemble, build_tbs
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +47,6 @@ def run_ceremony(
 ) -> list[str]:
     """Create every missing CA; return what was done, one line per step."""
     done: list[str] = []
-    urls = Urls(config.service.base_url.rstrip("/"), config.service.documents_base)
     registry = IssuerRegistry(db)
     now = now.replace(microsecond=0)
     with db.write() as session:
@@ -73,34 +65,20 @@ def run_ceremony(
         )
         done.append(f"key {label} ({algorithm}) in token {config.hsm.token_label}")
         parent = None if profile.kind is ProfileKind.ROOT else registry.get("root")
-        spki = public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
         subject = organisation_name(config, profile.common_name)
         policies = (
             [] if parent is None else _issuing_policies(profiles, issuer_id, config.ca.policy_arc)
         )
-        tbs = build_tbs(
-            TbsRequest(
-                profile=profile,
-                subject=subject,
-                spki_der=spki,
-                serial=x509.random_serial_number(),
-                not_before=now,
-                policy_oids=policies,
-                issuer=parent.info if parent else None,
-            ),
-            urls,
+        tbs, der = certify_own_key(
+            config,
+            keys,
+            profile,
+            public_key,
+            policies=policies,
+            issuer=parent,
+            self_label=label,
+            now=now,
         )
-        tbs_der = bytes(tbs.dump())
-        findings = lint_tbs(tbs_der, profile, frozenset(config.lint.accept_findings))
-        if findings:
-            raise ConfigError(
-                f"CA certificate {issuer_id} fails lint: " + "; ".join(map(str, findings))
-            )
-        scheme = parent.info.scheme if parent else default_scheme(algorithm)
-        signer = parent.key_label if parent else label
-        der = assemble(tbs_der, scheme, keys.sign(signer, tbs_der, scheme))
         with db.write() as session:
             row = session.get(Issuer, issuer_id) or Issuer(id=issuer_id)
             row.profile = profile.id

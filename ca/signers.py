@@ -10,16 +10,17 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from cryptography import x509
+from asn1crypto import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import random_serial_number
 from sqlalchemy import select
 
 from ca import audit
-from ca.algorithms import KeyAlgorithm, SignatureScheme, default_scheme
+from ca.algorithms import KeyAlgorithm, PublicKey, SignatureScheme, default_scheme
 from ca.config import SceauConfig
 from ca.errors import ConfigError
 from ca.hsm import KeyStore
-from ca.issuers import IssuerRegistry
+from ca.issuers import IssuerRegistry, LoadedIssuer
 from ca.lints.prelint import lint_tbs
 from ca.names import organisation_name
 from ca.profiles import Profile, ProfileKind
@@ -57,6 +58,46 @@ def signer_key_algorithm(config: SceauConfig, profile: Profile) -> KeyAlgorithm:
     return profile.hsm_key_algorithm
 
 
+def certify_own_key(
+    config: SceauConfig,
+    keys: KeyStore,
+    profile: Profile,
+    public_key: PublicKey,
+    *,
+    policies: list[str],
+    issuer: LoadedIssuer | None,
+    self_label: str,
+    now: datetime,
+) -> tuple[x509.TbsCertificate, bytes]:
+    """Certify a key of ours (a CA, the TSU, an OCSP responder): build the TBS from the
+    profile, lint it, sign it with the issuer's key, or with ``self_label`` for the root."""
+    spki = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    tbs = build_tbs(
+        TbsRequest(
+            profile=profile,
+            subject=organisation_name(config, profile.common_name),
+            spki_der=spki,
+            serial=random_serial_number(),
+            not_before=now,
+            policy_oids=policies,
+            issuer=issuer.info if issuer else None,
+        ),
+        Urls(config.service.base_url.rstrip("/"), config.service.documents_base),
+    )
+    tbs_der = bytes(tbs.dump())
+    findings = lint_tbs(tbs_der, profile, frozenset(config.lint.accept_findings))
+    if findings:
+        raise ConfigError(f"{profile.id} certificate fails lint: " + "; ".join(map(str, findings)))
+    if issuer is not None:
+        scheme, signer = issuer.info.scheme, issuer.key_label
+    else:
+        (algorithm,) = profile.key_algorithms
+        scheme, signer = default_scheme(algorithm), self_label
+    return tbs, assemble(tbs_der, scheme, keys.sign(signer, tbs_der, scheme))
+
+
 def certify_signer(
     config: SceauConfig,
     db: Database,
@@ -74,28 +115,8 @@ def certify_signer(
     # A fresh key each time; the random part keeps two certifications in one second apart.
     label = f"sceau-{profile.kind.value}-{issuer_id}-{now:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
     public_key = keys.generate(label, algorithm)
-    spki = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    subject = organisation_name(config, profile.common_name)
-    tbs = build_tbs(
-        TbsRequest(
-            profile=profile,
-            subject=subject,
-            spki_der=spki,
-            serial=x509.random_serial_number(),
-            not_before=now,
-            policy_oids=[],
-            issuer=issuer.info,
-        ),
-        Urls(config.service.base_url.rstrip("/"), config.service.documents_base),
-    )
-    tbs_der = bytes(tbs.dump())
-    findings = lint_tbs(tbs_der, profile, frozenset(config.lint.accept_findings))
-    if findings:
-        raise ConfigError(f"{profile.id} certificate fails lint: " + "; ".join(map(str, findings)))
-    der = assemble(
-        tbs_der, issuer.info.scheme, keys.sign(issuer.key_label, tbs_der, issuer.info.scheme)
+    tbs, der = certify_own_key(
+        config, keys, profile, public_key, policies=[], issuer=issuer, self_label=label, now=now
     )
     serial = format(tbs["serial_number"].native, "x")
     not_after = tbs["validity"]["not_after"].native
