@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from ca.hsm import HsmConfig
+
 BIN = Path(sys.executable).parent
 
 
@@ -96,3 +98,24 @@ def etsi_lint(path: Path, cert_type: str) -> subprocess.CompletedProcess[str]:
 
 def pkix_lint(path: Path) -> subprocess.CompletedProcess[str]:
     return run(BIN / "lint_pkix_cert", "lint", "-s", "WARNING", path)
+
+
+def private_key_blocks(hsm: HsmConfig) -> dict[str, str]:
+    """`pkcs11-tool --list-objects` of the token's private keys, one text block per label."""
+    listing = run(
+        "pkcs11-tool",
+        "--module",
+        hsm.module,
+        "--token-label",
+        hsm.token_label,
+        "--login",
+        "--pin",
+        hsm.user_pin,
+        "--list-objects",
+        "--type",
+        "privkey",
+        env_conf=hsm.softhsm_conf,
+    )
+    assert listing.returncode == 0, listing.stderr
+    blocks = listing.stdout.split("Private Key Object")[1:]
+    return {b.split("label:")[1].split("\n")[0].strip(): b for b in blocks}

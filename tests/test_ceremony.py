@@ -8,7 +8,7 @@ from pathlib import Path
 from ca.ceremony import ca_key_label
 from ca.store.models import Issuer
 from tests.conftest import Pki, make_home
-from tests.helpers import run
+from tests.helpers import private_key_blocks, run
 
 
 def test_ca_keys_are_sensitive_and_never_extractable(pki: Pki) -> None:
@@ -16,23 +16,7 @@ def test_ca_keys_are_sensitive_and_never_extractable(pki: Pki) -> None:
         facts = pki.ctx.keys.key_facts(ca_key_label(issuer))
         assert facts.sensitive and facts.never_extractable and facts.always_sensitive
         assert not facts.extractable
-    listing = run(
-        "pkcs11-tool",
-        "--module",
-        pki.config.hsm.module,
-        "--token-label",
-        pki.config.hsm.token_label,
-        "--login",
-        "--pin",
-        pki.config.hsm.user_pin,
-        "--list-objects",
-        "--type",
-        "privkey",
-        env_conf=pki.config.hsm.softhsm_conf,
-    )
-    assert listing.returncode == 0, listing.stderr
-    blocks = listing.stdout.split("Private Key Object")[1:]
-    labels = {b.split("label:")[1].split("\n")[0].strip(): b for b in blocks}
+    labels = private_key_blocks(pki.config.hsm)
     for issuer in ("root", "persons", "seals"):
         block = labels[ca_key_label(issuer)]
         assert "sensitive" in block and "never extractable" in block

@@ -19,7 +19,14 @@ from ca.errors import HsmError
 from ca.store.models import ApiClient, Certificate, Credential
 from registration.proofs import approve_proof
 from tests.conftest import Pki
-from tests.helpers import LEGAL, NATURAL, etsi_lint, openssl_verify, run, write_pems
+from tests.helpers import (
+    LEGAL,
+    NATURAL,
+    etsi_lint,
+    openssl_verify,
+    private_key_blocks,
+    write_pems,
+)
 
 
 def approved_proof(pki: Pki, api: Any, body: dict[str, Any], method: str, approvals: int) -> str:
@@ -31,26 +38,6 @@ def approved_proof(pki: Pki, api: Any, body: dict[str, Any], method: str, approv
     for officer in ("alice", "bob")[:approvals]:
         approve_proof(pki.ctx.db, resp.json["id"], officer, now=now, max_age=timedelta(days=30))
     return str(resp.json["id"])
-
-
-def private_key_blocks(pki: Pki) -> dict[str, str]:
-    listing = run(
-        "pkcs11-tool",
-        "--module",
-        pki.config.hsm.module,
-        "--token-label",
-        pki.config.hsm.token_label,
-        "--login",
-        "--pin",
-        pki.config.hsm.user_pin,
-        "--list-objects",
-        "--type",
-        "privkey",
-        env_conf=pki.config.hsm.softhsm_conf,
-    )
-    assert listing.returncode == 0, listing.stderr
-    blocks = listing.stdout.split("Private Key Object")[1:]
-    return {b.split("label:")[1].split("\n")[0].strip(): b for b in blocks}
 
 
 @pytest.mark.parametrize(
@@ -106,7 +93,7 @@ def test_issuance_on_hsm_key(
     assert leaf.public_key().public_bytes(*spki) == pki.ctx.keys.public_key(label).public_bytes(
         *spki
     )
-    block = private_key_blocks(pki)[label]
+    block = private_key_blocks(pki.config.hsm)[label]
     assert "sensitive" in block and "never extractable" in block
     assert "extractable" not in block.replace("never extractable", "")
 
@@ -137,12 +124,12 @@ def test_failed_issuance_destroys_the_key(pki: Pki, monkeypatch: pytest.MonkeyPa
     assert len(credentials) == 1
     assert credentials[0].status == "destroyed" and credentials[0].destroyed_at is not None
     assert not pki.ctx.keys.has_key(credentials[0].key_label)
-    assert credentials[0].key_label not in private_key_blocks(pki)
+    assert credentials[0].key_label not in private_key_blocks(pki.config.hsm)
 
 
 def test_refused_proof_generates_no_key(pki: Pki) -> None:
     api = pki.client("person-lcp")
-    before = set(private_key_blocks(pki))
+    before = set(private_key_blocks(pki.config.hsm))
     resp = api.post("/ca/api/v1/certificates", {"profile": "person-lcp", "identity_proof": "PNOPE"})
     assert resp.status_code == 404
-    assert set(private_key_blocks(pki)) == before
+    assert set(private_key_blocks(pki.config.hsm)) == before
