@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from asn1crypto import x509 as ax509
@@ -26,6 +26,8 @@ from ca.hsm import KeyStore
 from ca.issuers import IssuerRegistry, LoadedIssuer
 from ca.lints.prelint import lint_tbs
 from ca.profiles import KeyOrigin, Profile, ProfileSet, ProofMethod, SubjectKind
+from ca.proofs import open_record, retention_end
+from ca.sealing import Sealer
 from ca.store.db import Database
 from ca.store.models import Certificate, Credential, IdentityProof, IssuerStatus, OcspResponse
 from ca.subject import subject_emails, subject_name
@@ -33,7 +35,6 @@ from ca.tbs import TbsRequest, Urls, assemble, build_tbs
 
 log = logging.getLogger(__name__)
 
-RETENTION = timedelta(days=7 * 366)  # EN 319 411-1 OVR-6.4.6-01: 7 years, leap days included
 SERIAL_ATTEMPTS = 3
 
 # RFC 5280 section 5.3.1 CRLReason, by the names the API accepts. removeFromCRL (8) is only
@@ -99,9 +100,15 @@ def serial_hex(serial: int) -> str:
 
 class CertificateAuthority:
     def __init__(
-        self, config: SceauConfig, db: Database, keys: KeyStore, profiles: ProfileSet
+        self,
+        config: SceauConfig,
+        db: Database,
+        keys: KeyStore,
+        profiles: ProfileSet,
+        sealer: Sealer,
     ) -> None:
         self.config = config
+        self.sealer = sealer
         self.db = db
         self.keys = keys
         self.profiles = profiles
@@ -155,7 +162,8 @@ class CertificateAuthority:
         now: datetime,
         credential: NewCredential | None,
     ) -> IssuedCertificate:
-        subject = subject_name(SubjectKind(proof.subject_kind), proof.id, proof.subject)
+        attributes = open_record(self.sealer, proof)["subject"]
+        subject = subject_name(SubjectKind(proof.subject_kind), proof.id, attributes)
         issuer = self.issuers.get(profile.issuer)
         shards = self.config.crl.shards
         for _attempt in range(SERIAL_ATTEMPTS):
@@ -172,7 +180,7 @@ class CertificateAuthority:
                     not_before=now,
                     policy_oids=profile.policy_oid_list(self.config.ca.policy_arc),
                     issuer=issuer.info,
-                    subject_alt_emails=subject_emails(proof.subject)
+                    subject_alt_emails=subject_emails(attributes)
                     if profile.subject_kind is SubjectKind.NATURAL
                     else (),
                     crl_shard=shard,
@@ -381,8 +389,9 @@ class CertificateAuthority:
             # EN 319 411-1 OVR-6.4.6-01: keep the registration record 7 years past the
             # expiry of the last certificate that relies on it.
             proof = session.get(IdentityProof, proof_id)
-            if proof is not None and proof.retain_until < not_after + RETENTION:
-                proof.retain_until = not_after + RETENTION
+            keep_until = retention_end(not_after, self.config.registration.retention_years)
+            if proof is not None and proof.retain_until < keep_until:
+                proof.retain_until = keep_until
             if credential is not None:
                 session.execute(
                     update(Credential)

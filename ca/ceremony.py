@@ -16,6 +16,7 @@ from ca.hsm import KeyStore
 from ca.issuers import IssuerRegistry
 from ca.names import organisation_name
 from ca.profiles import ProfileKind, ProfileSet
+from ca.sealing import ensure_secret_keys
 from ca.signers import certify_own_key, certify_signer, current_signer, signer_key_algorithm
 from ca.store.db import Database
 from ca.store.models import Issuer
@@ -51,6 +52,16 @@ def run_ceremony(
     now = now.replace(microsecond=0)
     with db.write() as session:
         audit.ensure_head(session)
+    for label in ensure_secret_keys(keys):
+        done.append(f"secret key {label} in token {config.hsm.token_label}")
+        with db.write() as session:
+            audit.append(
+                session,
+                actor=actor,
+                action="key.generated",
+                at=now,
+                details={"key_label": label, "purpose": "evidence sealing"},
+            )
     for profile in profiles.ca_profiles():
         issuer_id = profile.issuer
         with db.read() as session:

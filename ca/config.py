@@ -72,6 +72,21 @@ class RegistrationConfig:
     # A verified identity proof may be used to issue for this long after verification
     # (and never past the expiry of the identity document it rests on).
     proof_max_age_days: int = 90
+    # EN 319 411-1 OVR-6.4.6-01: records are kept this long after the last certificate that
+    # relies on them expires (after their creation when none was issued), then purged.
+    retention_years: int = 7
+    retention_purge_interval_minutes: int = 60
+    # Each uploaded evidence file (JPEG, PNG or PDF, recognised by content).
+    max_upload_bytes: int = 10 * 1024 * 1024
+    # Officer UI: an idle session ends after this; an account locks after this many wrong
+    # passwords or TOTP codes in a row, for this long.
+    session_idle_minutes: int = 15
+    session_max_hours: int = 10
+    max_failed_logins: int = 5
+    lockout_minutes: int = 15
+    # Webhook callbacks to platforms: retried with this first delay, doubling.
+    webhook_retry_seconds: int = 30
+    webhook_max_attempts: int = 10
 
 
 @dataclass(frozen=True)

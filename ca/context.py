@@ -10,6 +10,7 @@ from ca.authority import CertificateAuthority
 from ca.config import SceauConfig, load_config
 from ca.hsm import KeyStore
 from ca.profiles import ProfileSet
+from ca.sealing import Sealer
 from ca.store.db import Database, schema_version
 
 EXTENSION = "sceau"
@@ -22,6 +23,7 @@ class ServiceContext:
     keys: KeyStore
     profiles: ProfileSet
     authority: CertificateAuthority
+    sealer: Sealer
 
     @classmethod
     def open(cls, config: SceauConfig | None = None) -> ServiceContext:
@@ -30,7 +32,9 @@ class ServiceContext:
         # The PKCS#11 session itself opens lazily, in the process that signs (after fork).
         keys = KeyStore(config.hsm)
         profiles = ProfileSet.load()
-        return cls(config, db, keys, profiles, CertificateAuthority(config, db, keys, profiles))
+        sealer = Sealer(keys)
+        authority = CertificateAuthority(config, db, keys, profiles, sealer)
+        return cls(config, db, keys, profiles, authority, sealer)
 
     def schema(self) -> str | None:
         return schema_version(self.db)

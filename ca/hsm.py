@@ -23,6 +23,7 @@ Constraints of python-pkcs11 0.10.1 and SoftHSM2 that shape this module
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 import hmac
 import os
@@ -41,8 +42,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pkcs11.constants import Attribute, MechanismFlag, ObjectClass
 from pkcs11.exceptions import NoSuchToken, PinIncorrect, PinLocked, PKCS11Error
-from pkcs11.mechanisms import MGF, KeyType, Mechanism
-from pkcs11.types import Object, Session, SignMixin
+from pkcs11.mechanisms import MGF, GCMParams, KeyType, Mechanism
+from pkcs11.types import DecryptMixin, EncryptMixin, Object, SecretKey, Session, SignMixin
 from pkcs11.types import PublicKey as P11PublicKey
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
@@ -78,6 +79,8 @@ _MECHANISMS: dict[tuple[Padding, HashAlgorithm], tuple[Mechanism, _PssParams | N
 _KEY_TYPE = {Padding.ECDSA: KeyType.EC, Padding.PKCS1V15: KeyType.RSA, Padding.PSS: KeyType.RSA}
 
 _RSA_PUBLIC_EXPONENT = 65537
+_GCM_NONCE_BYTES = 12
+_SECRET_KEY_BITS = 256
 _KEY_ID_BYTES = 16
 
 _REASONS: dict[type[PKCS11Error], str] = {
@@ -105,11 +108,18 @@ class KeyFacts:
     extractable: bool
     always_sensitive: bool
     never_extractable: bool
-    key_type: str  # "EC", "RSA"
+    key_type: str  # "EC", "RSA", "AES", "GENERIC_SECRET"
 
 
 class KeyNotFoundError(HsmError):
     pass
+
+
+class SecretKind(enum.Enum):
+    """Symmetric keys of ours in the token: what each may do, and nothing else."""
+
+    WRAPPING = "aes-256-gcm"  # encrypts the data keys of sealed records (envelope encryption)
+    HMAC = "hmac-sha256"  # keyed digests: blind search terms, never reversible
 
 
 # Every PKCS#11 call of the process, and the registry below, sit behind this lock.
@@ -131,6 +141,7 @@ class _Token:
     pid: int
     registry: dict[str, _Token]  # the _Module.tokens this one is listed in while open
     signers: dict[str, tuple[SignMixin, KeyType]] = field(default_factory=dict)
+    secrets: dict[str, SecretKey] = field(default_factory=dict)
     public_keys: dict[str, PublicKey] = field(default_factory=dict)
     open: bool = True
 
@@ -332,6 +343,86 @@ class KeyStore:
             return _ecdsa_der(signature)
         return signature
 
+    def generate_secret(self, label: str, kind: SecretKind) -> None:
+        """Generate a 256-bit secret key in the token: sensitive, never extractable, able to
+        do only what ``kind`` says."""
+        if kind is SecretKind.WRAPPING:
+            key_type, usage = KeyType.AES, {Attribute.ENCRYPT: True, Attribute.DECRYPT: True}
+        else:
+            key_type, usage = KeyType.GENERIC_SECRET, {Attribute.SIGN: True}
+        template: dict[Attribute, Any] = {
+            Attribute.TOKEN: True,
+            Attribute.PRIVATE: True,
+            Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: False,
+            Attribute.ENCRYPT: False,
+            Attribute.DECRYPT: False,
+            Attribute.SIGN: False,
+            Attribute.VERIFY: False,
+            Attribute.WRAP: False,
+            Attribute.UNWRAP: False,
+            Attribute.DERIVE: False,
+            **usage,
+        }
+        with self._calling(f"generating secret key {label!r} on") as token:
+            if _find(token.session, label):
+                raise HsmError(
+                    f"key {label!r} already exists on token {self._config.token_label!r}"
+                )
+            token.secrets[label] = token.session.generate_key(
+                key_type,
+                _SECRET_KEY_BITS,
+                id=secrets.token_bytes(_KEY_ID_BYTES),
+                label=label,
+                store=True,
+                template=template,
+            )
+
+    def has_secret(self, label: str) -> bool:
+        with self._calling(f"looking up secret key {label!r} on") as token:
+            return label in token.secrets or bool(
+                _find(token.session, label, ObjectClass.SECRET_KEY)
+            )
+
+    def encrypt(self, label: str, plaintext: bytes, aad: bytes) -> bytes:
+        """AES-256-GCM inside the token; returns nonce || ciphertext || tag. ``aad`` binds the
+        ciphertext to its place (a record id), so it cannot be moved to another record."""
+        nonce = secrets.token_bytes(_GCM_NONCE_BYTES)
+        with self._calling(f"encrypting with key {label!r} on") as token:
+            key = self._secret(token, label)
+            if not isinstance(key, EncryptMixin):
+                raise self._cannot(label, "encrypt")
+            sealed = key.encrypt(
+                plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, aad)
+            )
+        # One buffer in, one out (the iterator form is for buffers given as iterables).
+        assert isinstance(sealed, bytes)
+        return nonce + sealed
+
+    def decrypt(self, label: str, sealed: bytes, aad: bytes) -> bytes:
+        """The inverse of ``encrypt``; a changed byte or another ``aad`` is an HsmError."""
+        nonce, body = sealed[:_GCM_NONCE_BYTES], sealed[_GCM_NONCE_BYTES:]
+        with self._calling(f"decrypting with key {label!r} on") as token:
+            key = self._secret(token, label)
+            if not isinstance(key, DecryptMixin):
+                raise self._cannot(label, "decrypt")
+            plain = key.decrypt(
+                body, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, aad)
+            )
+        assert isinstance(plain, bytes)
+        return plain
+
+    def hmac_sha256(self, label: str, data: bytes) -> bytes:
+        with self._calling(f"computing an HMAC with key {label!r} on") as token:
+            key = self._secret(token, label)
+            if not isinstance(key, SignMixin):
+                raise self._cannot(label, "compute an HMAC")
+            return bytes(key.sign(data, mechanism=Mechanism.SHA256_HMAC))
+
+    def secret_facts(self, label: str) -> KeyFacts:
+        with self._calling(f"reading secret key {label!r} on") as token:
+            return _facts(self._secret(token, label))
+
     def destroy(self, label: str) -> None:
         with self._calling(f"destroying key {label!r} on") as token:
             token.signers.pop(label, None)
@@ -347,22 +438,7 @@ class KeyStore:
     def key_facts(self, label: str) -> KeyFacts:
         with self._calling(f"reading key {label!r} on") as token:
             key, _ = self._signer(token, label)
-            attrs = key.get_attributes(
-                [
-                    Attribute.SENSITIVE,
-                    Attribute.EXTRACTABLE,
-                    Attribute.ALWAYS_SENSITIVE,
-                    Attribute.NEVER_EXTRACTABLE,
-                    Attribute.KEY_TYPE,
-                ]
-            )
-        return KeyFacts(
-            sensitive=attrs[Attribute.SENSITIVE],
-            extractable=attrs[Attribute.EXTRACTABLE],
-            always_sensitive=attrs[Attribute.ALWAYS_SENSITIVE],
-            never_extractable=attrs[Attribute.NEVER_EXTRACTABLE],
-            key_type=KeyType(attrs[Attribute.KEY_TYPE]).name,
-        )
+            return _facts(key)
 
     def close(self) -> None:
         """Log out and close the session, which other KeyStores of the process on this
@@ -406,6 +482,21 @@ class KeyStore:
         signer = token.signers[label] = (key, KeyType(key[Attribute.KEY_TYPE]))
         return signer
 
+    def _secret(self, token: _Token, label: str) -> SecretKey:
+        cached = token.secrets.get(label)
+        if cached is not None:
+            return cached
+        found = _find(token.session, label, ObjectClass.SECRET_KEY)
+        if not found or not isinstance(found[0], SecretKey):
+            raise self._not_found(label)
+        token.secrets[label] = found[0]
+        return found[0]
+
+    def _cannot(self, label: str, what: str) -> HsmError:
+        return HsmError(
+            f"key {label!r} on token {self._config.token_label!r} is not allowed to {what}"
+        )
+
     def _not_found(self, label: str) -> KeyNotFoundError:
         return KeyNotFoundError(f"no key {label!r} on token {self._config.token_label!r}")
 
@@ -415,6 +506,25 @@ def _find(session: Session, label: str, object_class: ObjectClass | None = None)
     if object_class is not None:
         template[Attribute.CLASS] = object_class
     return list(session.get_objects(template))
+
+
+def _facts(key: Object) -> KeyFacts:
+    attrs = key.get_attributes(
+        [
+            Attribute.SENSITIVE,
+            Attribute.EXTRACTABLE,
+            Attribute.ALWAYS_SENSITIVE,
+            Attribute.NEVER_EXTRACTABLE,
+            Attribute.KEY_TYPE,
+        ]
+    )
+    return KeyFacts(
+        sensitive=attrs[Attribute.SENSITIVE],
+        extractable=attrs[Attribute.EXTRACTABLE],
+        always_sensitive=attrs[Attribute.ALWAYS_SENSITIVE],
+        never_extractable=attrs[Attribute.NEVER_EXTRACTABLE],
+        key_type=KeyType(attrs[Attribute.KEY_TYPE]).name,
+    )
 
 
 def _public_key(p11_key: P11PublicKey) -> PublicKey:

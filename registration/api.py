@@ -23,14 +23,16 @@ def create() -> Response:
     client = authenticate(ctx.db, request.headers.get("Authorization"))
     proof = create_proof(
         ctx.db,
+        ctx.sealer,
         ctx.profiles,
         client,
         json_body(),
         now=datetime.now(UTC),
         max_age=timedelta(days=ctx.config.registration.proof_max_age_days),
+        retention_years=ctx.config.registration.retention_years,
     )
     return Response(
-        json.dumps(proof_body(proof)),
+        json.dumps(proof_body(ctx.sealer, proof)),
         status=201,
         mimetype="application/json",
         headers={"Location": f"/ra/api/v1/identity-proofs/{proof.id}"},
@@ -45,4 +47,4 @@ def fetch(proof_id: str) -> Response:
         proof = session.get(IdentityProof, proof_id[:64])
     if proof is None or proof.client_id != client.id:
         raise SceauError(ErrorKind.NOT_FOUND, f"no identity proof {proof_id[:64]!r}")
-    return Response(json.dumps(proof_body(proof)), mimetype="application/json")
+    return Response(json.dumps(proof_body(ctx.sealer, proof)), mimetype="application/json")

@@ -14,12 +14,13 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from ca import audit
-from ca.authority import RETENTION
 from ca.clients import Client
 from ca.errors import ErrorKind, SceauError
 from ca.profiles import DOCUMENT_TYPES, ProfileSet, ProofMethod, SubjectKind
+from ca.proofs import add_years, open_record, proof_aad
+from ca.sealing import Sealer
 from ca.store.db import Database
-from ca.store.models import IdentityProof
+from ca.store.models import IdentityProof, ProofTerm
 from registration.identifiers import check_organization_identifier
 
 NAME_MAX = 128  # the CPS caps names here (EN 319 411-1 OVR-5.2-11)
@@ -120,14 +121,29 @@ def parse_document(raw: dict[str, Any], today: date) -> dict[str, str]:
     }
 
 
+def search_terms(sealer: Sealer, kind: SubjectKind, subject: dict[str, str]) -> set[str]:
+    """The blind terms an officer's search matches: full name, surname, e-mail,
+    organisation name and identifier."""
+    fields = {
+        "email": subject.get("email"),
+        "surname": subject.get("surname"),
+        "name": " ".join(filter(None, (subject.get("given_name"), subject.get("surname")))),
+        "organization_name": subject.get("organization_name"),
+        "organization_identifier": subject.get("organization_identifier"),
+    }
+    return {sealer.term(field, value) for field, value in fields.items() if value}
+
+
 def create_proof(
     db: Database,
+    sealer: Sealer,
     profiles: ProfileSet,
     client: Client,
     data: dict[str, Any],
     *,
     now: datetime,
     max_age: timedelta,
+    retention_years: int,
 ) -> IdentityProof:
     unknown = set(data) - {"subject_kind", "method", "subject", "document"}
     if unknown:
@@ -160,23 +176,30 @@ def create_proof(
         status, verified_at = "verified", now
         approvals = [{"by": client.actor, "at": now.isoformat()}]
     expiry = datetime.combine(date.fromisoformat(document["expires_on"]), time(0), now.tzinfo)
+    proof_id = new_proof_id()
+    sealed = sealer.seal_json(proof_aad(proof_id), {"subject": subject, "document": document})
     proof = IdentityProof(
-        id=new_proof_id(),
+        id=proof_id,
         client_id=client.id,
+        submitted_by=client.actor,
         subject_kind=kind.value,
         method=method.value,
         status=status,
-        subject=subject,
-        document=document,
+        sealed=sealed.ciphertext,
+        wrapped_key=sealed.wrapped_key,
+        document_expires_at=expiry,
         created_at=now,
         verified_at=verified_at,
+        decided_at=verified_at,
         approvals=approvals,
         usable_until=min(expiry, now + max_age) if verified_at else None,
-        retain_until=now + RETENTION,
+        retain_until=add_years(now, retention_years),
     )
+    terms = search_terms(sealer, kind, subject)
     with db.write() as session:
         session.add(proof)
         session.flush()
+        session.add_all(ProofTerm(proof_id=proof_id, term=t) for t in terms)
         audit.append(
             session,
             actor=client.actor,
@@ -193,14 +216,15 @@ def create_proof(
     return proof
 
 
-def proof_body(proof: IdentityProof) -> dict[str, Any]:
+def proof_body(sealer: Sealer, proof: IdentityProof) -> dict[str, Any]:
+    record = open_record(sealer, proof)
     return {
         "id": proof.id,
         "status": proof.status,
         "subject_kind": proof.subject_kind,
         "method": proof.method,
-        "subject": proof.subject,
-        "document": {k: v for k, v in proof.document.items() if k != "number"},
+        "subject": record["subject"],
+        "document": {k: v for k, v in record["document"].items() if k != "number"},
         "created_at": proof.created_at.isoformat(),
         "verified_at": proof.verified_at.isoformat() if proof.verified_at else None,
         "usable_until": proof.usable_until.isoformat() if proof.usable_until else None,
@@ -225,10 +249,8 @@ def approve_proof(
             raise SceauError(ErrorKind.CONFLICT, f"{officer} has approved {proof_id} already")
         proof.approvals = [*proof.approvals, {"by": actor, "at": now.isoformat()}]
         if proof.status == "pending":
-            expiry = datetime.combine(
-                date.fromisoformat(proof.document["expires_on"]), time(0), now.tzinfo
-            )
-            if expiry <= now:
+            expiry = proof.document_expires_at
+            if expiry is None or expiry <= now:
                 raise SceauError(ErrorKind.CONFLICT, "the identity document has expired")
             proof.status, proof.verified_at = "verified", now
             proof.usable_until = min(expiry, now + max_age)

@@ -189,7 +189,7 @@ def test_lowering_shards_keeps_publishing_them(sharded: Sharded) -> None:
     complete again and the shard CRLs are still published for the certificates naming them."""
     ctx = sharded.pki.ctx
     config = replace(ctx.config, crl=replace(ctx.config.crl, shards=1))
-    lowered = CertificateAuthority(config, ctx.db, ctx.keys, ctx.profiles)
+    lowered = CertificateAuthority(config, ctx.db, ctx.keys, ctx.profiles, ctx.sealer)
     published = CrlPublisher(lowered).publish_all(datetime.now(UTC))
     scopes = {(p.issuer_id, p.shard) for p in published}
     assert {("persons", FULL), *(("persons", n) for n in range(SHARDS))} <= scopes

@@ -71,26 +71,125 @@ class ApiClient(Base):
     profiles: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The HMAC key that signs webhook callbacks to this platform, sealed (``client:<name>``).
+    webhook_secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    webhook_secret_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class IdentityProof(Base):
+    """An identity-proofing record (TS 119 461 ISS-8.5). Everything personal (the subject's
+    attributes, the document and its number, the representative, the contact details) is in
+    ``sealed`` (ca.sealing, associated data ``proof:<id>``); the clear columns are what the
+    work queue, the retention job and the issuance checks need, and nothing that names anyone.
+    """
+
     __tablename__ = "identity_proofs"
+    __table_args__ = (
+        Index("ix_identity_proofs_queue", "status", "created_at"),
+        Index("ix_identity_proofs_retain", "purged_at", "retain_until"),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id"))
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("api_clients.id"))
+    # Who submitted it ("client:<name>", "officer:<name>"): an officer never approves their own.
+    submitted_by: Mapped[str] = mapped_column(String(128))
     subject_kind: Mapped[str] = mapped_column(String(16))
     method: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16))  # pending | verified | rejected
-    # The applicant's attributes and document data as submitted (claimed until verified).
-    subject: Mapped[dict[str, Any]] = mapped_column(JSON)
-    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # pending | verified | rejected | purged
+    sealed: Mapped[bytes | None] = mapped_column(LargeBinary)  # None once purged
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The identity document's expiry: bounds usable_until without opening the record.
+    document_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
     # Who approved it: [{"by": "officer:alice", "at": iso}]; a profile may need two (four-eyes).
     approvals: Mapped[list[dict[str, str]]] = mapped_column(JSON)
     # Past this instant the proof may not be used to issue (document expiry, max age).
     usable_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    # EN 319 411-1 OVR-6.4.6-01: 7 years after the last certificate relying on it expires.
+    # EN 319 411-1 OVR-6.4.6-01: 7 years after the last certificate relying on it expires
+    # (after its creation when none was issued); recomputed at every issuance.
     retain_until: Mapped[datetime] = mapped_column(UtcDateTime)
+    # A legal hold suspends the retention purge (litigation, a court order).
+    legal_hold: Mapped[str | None] = mapped_column(Text)
+    purged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The platform's callback for the officer's decision (signed with the client's secret).
+    webhook_url: Mapped[str | None] = mapped_column(String(512))
+
+
+class ProofTerm(Base):
+    """Blind search terms of a proof (ca.sealing.Sealer.term): HMACs of its normalised name,
+    e-mail and organisation identifier, so officers find a record without a clear index."""
+
+    __tablename__ = "proof_terms"
+    __table_args__ = (Index("ix_proof_terms_term", "term"),)
+    proof_id: Mapped[str] = mapped_column(ForeignKey("identity_proofs.id"), primary_key=True)
+    term: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class EvidenceFile(Base):
+    """An uploaded evidence file (document image, company extract, mandate), sealed like its
+    proof (associated data ``evidence:<proof id>:<id>``)."""
+
+    __tablename__ = "evidence_files"
+    __table_args__ = (Index("ix_evidence_files_proof", "proof_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    proof_id: Mapped[str] = mapped_column(ForeignKey("identity_proofs.id"))
+    kind: Mapped[str] = mapped_column(String(32))  # document-front, company-extract, mandate...
+    media_type: Mapped[str] = mapped_column(String(64))  # from the content, not the name
+    size: Mapped[int] = mapped_column(Integer)
+    sealed: Mapped[bytes | None] = mapped_column(LargeBinary)  # None once purged
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    uploaded_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class WebhookDelivery(Base):
+    """A decision to tell a platform about, retried until its endpoint answers 2xx."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "delivered_at", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    proof_id: Mapped[str] = mapped_column(ForeignKey("identity_proofs.id"))
+    url: Mapped[str] = mapped_column(String(512))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # the exact JSON body that is signed
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Officer(Base):
+    """A person with an account on the officer (/ra/admin) or auditor (/audit) UI: password
+    (argon2id hash) and TOTP at every login. The TOTP secret is sealed (``officer:<name>``)."""
+
+    __tablename__ = "officers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # ra-officer | auditor | admin
+    password_hash: Mapped[str] = mapped_column(String(255))
+    totp_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    totp_wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    # The last TOTP time step accepted: a code is never accepted twice (replay).
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    failed_logins: Mapped[int] = mapped_column(Integer)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class OfficerSession(Base):
+    """A logged-in browser: only the SHA-256 of its cookie value is kept, so a database
+    reader cannot take a session over; expiry is enforced here, not by the cookie."""
+
+    __tablename__ = "officer_sessions"
+    __table_args__ = (Index("ix_officer_sessions_officer", "officer_id"),)
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    officer_id: Mapped[int] = mapped_column(ForeignKey("officers.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Certificate(Base):
