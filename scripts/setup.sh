@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Sceau needs on Debian 12, idempotently and quietly:
-#   - Debian packages (SoftHSM2, OpenSC's pkcs11-tool, OpenSSL, PostgreSQL, curl),
+#   - Debian packages (SoftHSM2, OpenSC's pkcs11-tool, OpenSSL, PostgreSQL, curl, and
+#     Chromium, in which the officer and auditor UIs are tested),
 #     only when one is missing (so a re-run never touches apt);
 #   - the virtualenv .venv in the repository root;
 #   - the project itself, editable, with its dev extras, only when pyproject.toml
@@ -17,7 +18,7 @@ die() {
 }
 
 # --- Debian packages ---------------------------------------------------------
-apt_packages=(softhsm2 opensc openssl postgresql curl)
+apt_packages=(softhsm2 opensc openssl postgresql curl chromium)
 missing=()
 for pkg in "${apt_packages[@]}"; do
     status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
