@@ -227,7 +227,17 @@ class AuditEvent(Base):
     """Append-only, hash-chained: hash = SHA-256(prev_hash || canonical JSON of the event)."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_action", "action", "seq"),)
+    __table_args__ = (
+        # One index per auditor filter, each ending in seq: a filtered list pages by seq
+        # (keyset) straight from the index.
+        Index("ix_audit_events_action", "action", "seq"),
+        Index("ix_audit_events_at", "at", "seq"),
+        Index("ix_audit_events_actor", "actor", "seq"),
+        Index("ix_audit_events_profile", "profile", "seq"),
+        Index("ix_audit_events_serial", "serial", "seq"),
+        Index("ix_audit_events_proof", "proof_id", "seq"),
+        Index("ix_audit_events_stats", "action", "profile", "at"),
+    )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     actor: Mapped[str] = mapped_column(String(128))
@@ -235,6 +245,31 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # Copies of details["profile"], ["serial"], ["proof"] for the filters; not hashed, and
+    # checked against the hashed details by verification.
+    profile: Mapped[str | None] = mapped_column(String(64))
+    serial: Mapped[str | None] = mapped_column(String(40))
+    proof_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """A signed, timestamped Merkle checkpoint (RFC 9162 tree hash) of the first
+    ``tree_size`` audit events: ``statement`` is the exact signed bytes, ``signature`` the
+    audit key's ECDSA signature over them, ``timestamp_token`` an RFC 3161 token over the
+    signature from our TSA."""
+
+    __tablename__ = "audit_checkpoints"
+    __table_args__ = (UniqueConstraint("tree_size", name="uq_audit_checkpoints_tree_size"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tree_size: Mapped[int] = mapped_column(BigInteger)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    head_hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    statement: Mapped[bytes] = mapped_column(LargeBinary)
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    key_label: Mapped[str] = mapped_column(String(128))
+    signer_id: Mapped[int | None] = mapped_column(ForeignKey("signers.id"))
+    timestamp_token: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class AuditHead(Base):
