@@ -46,7 +46,7 @@ def create_app(
     # One context for all services: one PKCS#11 session and one database pool per process.
     ctx = ctx or ServiceContext.open(config)
     ca_app = create_ca(ctx=ctx)
-    registration = create_registration(ctx=ctx)
+    registration = create_registration(ctx=ctx, start_jobs=start_jobs)
     crl = create_crl(ctx=ctx, start_jobs=start_jobs)
     return PrefixDispatcher(
         ca_app,  # /healthz, /metrics and /ca/... (the process's metrics cover every service)
