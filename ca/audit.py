@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,17 @@ def chain_hash(
     return digest.hexdigest()
 
 
+def index_fields(details: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """The filter columns (profile, serial, proof) an event's details give: copies kept
+    beside the hashed details so that the auditor's filters use an index."""
+
+    def text(key: str, size: int) -> str | None:
+        value = details.get(key)
+        return value if isinstance(value, str) and len(value) <= size else None
+
+    return text("profile", 64), text("serial", 40), text("proof", 64)
+
+
 def ensure_head(session: Session) -> None:
     if session.get(AuditHead, 1) is None:
         session.add(AuditHead(id=1, seq=0, hash=GENESIS))
@@ -61,8 +73,18 @@ def append(
     seq, prev = head.seq, head.hash
     details = json.loads(json.dumps(details))  # what the JSON column will give back
     digest = chain_hash(prev, seq, at, actor, action, details)
+    profile, serial, proof_id = index_fields(details)
     event = AuditEvent(
-        seq=seq, at=at, actor=actor, action=action, details=details, prev_hash=prev, hash=digest
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        details=details,
+        prev_hash=prev,
+        hash=digest,
+        profile=profile,
+        serial=serial,
+        proof_id=proof_id,
     )
     session.add(event)
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=digest))
@@ -75,8 +97,12 @@ class ChainBreak:
     reason: str
 
 
-def verify_chain(session: Session, batch: int = 5000) -> tuple[int, ChainBreak | None]:
-    """Walk the whole chain; return (events checked, first break or None)."""
+def verify_chain(
+    session: Session, batch: int = 5000, visit: Callable[[AuditEvent], None] | None = None
+) -> tuple[int, ChainBreak | None]:
+    """Walk the whole chain; return (events checked, first break or None). ``visit`` sees
+    each event once it is checked, in order (the checkpoint verifier builds its Merkle
+    roots there)."""
     prev, expected_seq, checked = GENESIS, 1, 0
     last_seq = 0
     while True:
@@ -95,6 +121,11 @@ def verify_chain(session: Session, batch: int = 5000) -> tuple[int, ChainBreak |
                 return checked, ChainBreak(ev.seq, "prev_hash does not match the previous event")
             if chain_hash(prev, ev.seq, ev.at, ev.actor, ev.action, ev.details) != ev.hash:
                 return checked, ChainBreak(ev.seq, "content does not match its hash")
+            if (ev.profile, ev.serial, ev.proof_id) != index_fields(ev.details):
+                # Not hashed, but an edited copy would hide the event from a filter.
+                return checked, ChainBreak(ev.seq, "filter columns do not match its details")
+            if visit is not None:
+                visit(ev)
             prev, expected_seq, last_seq = ev.hash, ev.seq + 1, ev.seq
             checked += 1
     head = session.get(AuditHead, 1)
