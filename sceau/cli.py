@@ -160,6 +160,94 @@ def cmd_crl_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registration_context(args: argparse.Namespace) -> Any:
+    from ca.context import ServiceContext
+
+    return ServiceContext.open(load_config(_home(args)))
+
+
+def cmd_proof_hold(args: argparse.Namespace) -> int:
+    from registration.retention import set_legal_hold
+
+    ctx = _registration_context(args)
+    try:
+        set_legal_hold(ctx.db, args.proof_id, args.reason, actor=_operator(), now=datetime.now(UTC))
+    finally:
+        ctx.db.dispose()
+    print(f"identity proof {args.proof_id}: on legal hold, the retention purge skips it")
+    return 0
+
+
+def cmd_proof_release(args: argparse.Namespace) -> int:
+    from registration.retention import release_legal_hold
+
+    ctx = _registration_context(args)
+    try:
+        proof = release_legal_hold(ctx.db, args.proof_id, actor=_operator(), now=datetime.now(UTC))
+    finally:
+        ctx.db.dispose()
+    print(f"identity proof {args.proof_id}: hold released (retained until {proof.retain_until})")
+    return 0
+
+
+def cmd_proof_export(args: argparse.Namespace) -> int:
+    from registration.export import build_export, to_zip, write_directory
+
+    ctx = _registration_context(args)
+    try:
+        export = build_export(
+            ctx.db, ctx.sealer, args.proof_id, actor=_operator(), now=datetime.now(UTC)
+        )
+    finally:
+        ctx.db.dispose()
+    out = Path(args.out)
+    if args.zip:
+        target = out / f"{export.proof_id}.zip"
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(target, "xb") as handle:
+                handle.write(to_zip(export))
+        except FileExistsError:
+            print(f"sceau: {target} exists already", file=sys.stderr)
+            return 2
+        target.chmod(0o600)
+    else:
+        target = write_directory(export, out)
+    print(f"subject-access export of {export.proof_id}: {target} ({len(export.files)} file(s))")
+    return 0
+
+
+def cmd_retention_purge(args: argparse.Namespace) -> int:
+    from registration.retention import purge_expired
+
+    ctx = _registration_context(args)
+    try:
+        purged = purge_expired(
+            ctx.db, years=ctx.config.registration.retention_years, now=datetime.now(UTC)
+        )
+    finally:
+        ctx.db.dispose()
+    print(f"retention purge: {len(purged)} record(s) purged")
+    for proof_id in purged:
+        print(f"  - {proof_id}")
+    return 0
+
+
+def cmd_client_webhook_secret(args: argparse.Namespace) -> int:
+    from registration.webhooks import create_webhook_secret
+
+    ctx = _registration_context(args)
+    try:
+        secret = create_webhook_secret(
+            ctx.db, ctx.sealer, args.name, actor=_operator(), now=datetime.now(UTC)
+        )
+    finally:
+        ctx.db.dispose()
+    print(f"Webhook secret of client {args.name!r} (shown once; any earlier one is replaced):")
+    print(secret)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sceau", description="Sceau certification authority")
     parser.add_argument("--home", help="home folder (default $SCEAU_HOME, else ./.sceau)")
@@ -193,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--profile", action="append", required=True, help="repeat for each profile")
     p.set_defaults(func=cmd_client_add)
+    p = client.add_parser(
+        "webhook-secret", help="create or replace a client's webhook secret, printed once"
+    )
+    p.add_argument("--home", default=argparse.SUPPRESS)
+    p.add_argument("name")
+    p.set_defaults(func=cmd_client_webhook_secret)
 
     proof = sub.add_parser("proof", help="identity proofs").add_subparsers(
         dest="proof_command", required=True
@@ -202,6 +296,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("proof_id")
     p.add_argument("--officer", required=True, help="the approving officer's name")
     p.set_defaults(func=cmd_proof_approve)
+    p = proof.add_parser("hold", help="put a proof on legal hold: the retention purge skips it")
+    p.add_argument("--home", default=argparse.SUPPRESS)
+    p.add_argument("proof_id")
+    p.add_argument("--reason", required=True, help="why (recorded in the audit log)")
+    p.set_defaults(func=cmd_proof_hold)
+    p = proof.add_parser("release", help="lift a legal hold")
+    p.add_argument("--home", default=argparse.SUPPRESS)
+    p.add_argument("proof_id")
+    p.set_defaults(func=cmd_proof_release)
+    p = proof.add_parser("export", help="subject-access export: record.json and the files")
+    p.add_argument("--home", default=argparse.SUPPRESS)
+    p.add_argument("proof_id")
+    p.add_argument("--out", required=True, help="folder that receives <proof id>/ or .zip")
+    p.add_argument("--zip", action="store_true", help="one zip archive instead of a folder")
+    p.set_defaults(func=cmd_proof_export)
+
+    retention = sub.add_parser("retention", help="identity-proof retention").add_subparsers(
+        dest="retention_command", required=True
+    )
+    p = retention.add_parser("purge", help="purge the records past retention now")
+    p.add_argument("--home", default=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_retention_purge)
 
     crl = sub.add_parser("crl", help="certificate revocation lists").add_subparsers(
         dest="crl_command", required=True
