@@ -528,7 +528,15 @@ def block_tsa(facts: Facts, selector: str) -> str:
     )
 
 
+def block_document(facts: Facts, selector: str) -> str:
+    """The document's own OID: ``document 1`` -> <policy_arc>.1; ``document tsa`` -> the
+    policy every timestamp token states."""
+    oid = facts.tsa_policy() if selector == "tsa" else facts.own_oid(selector)
+    return table(["identification", "value"], [["Document OID", f"`{oid}`"]])
+
+
 BLOCKS: dict[str, Callable[[Facts, str], str]] = {
+    "document": block_document,
     "identification": block_identification,
     "profiles": block_profiles,
     "keys": block_keys,

@@ -248,6 +248,24 @@ def cmd_client_webhook_secret(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policies_render(args: argparse.Namespace) -> int:
+    from policies.facts import Facts, render_all, stale_documents
+
+    # The repository's documents state the profiles and the configuration defaults; a
+    # running repository service renders its own configuration's figures (crl/policies.py).
+    facts = Facts.defaults()
+    if args.check:
+        stale = stale_documents(facts)
+        for name in stale:
+            print(f"policies/{name}.md: generated tables differ from the profiles/configuration")
+        if stale:
+            print("run `sceau policies render` to refresh them")
+        return 1 if stale else 0
+    changed = render_all(facts)
+    print(f"refreshed: {', '.join(changed)}" if changed else "policy documents up to date")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sceau", description="Sceau certification authority")
     parser.add_argument("--home", help="home folder (default $SCEAU_HOME, else ./.sceau)")
@@ -332,6 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = audit.add_parser("verify", help="check the whole hash chain; exit 1 on tampering")
     p.add_argument("--home", default=argparse.SUPPRESS)
     p.set_defaults(func=cmd_audit_verify)
+
+    policies = sub.add_parser("policies", help="certification policy documents").add_subparsers(
+        dest="policies_command", required=True
+    )
+    p = policies.add_parser("render", help="refresh the generated tables in policies/*.md")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if stale")
+    p.set_defaults(func=cmd_policies_render)
     return parser
 
 
