@@ -132,6 +132,7 @@ class CertificateAuthority:
                 raise SceauError(ErrorKind.INVALID, "csr is required")
             # 3. The identity proof, checked before a key is generated for nothing.
             proof = self._usable_proof(client, profile, proof_id, now)
+            self._check_otp_reachable(profile, proof)
             credential = self._new_credential(client, profile, now)
             try:
                 issued = self._issue_on(
@@ -201,6 +202,20 @@ class CertificateAuthority:
                 row_id, client, profile, issuer, proof.id, serial, tbs, tbs_der, now, credential
             )
         raise SceauError(ErrorKind.CONFLICT, "could not reserve a unique serial number")
+
+    def _check_otp_reachable(self, profile: Profile, proof: IdentityProof) -> None:
+        """A qualified (SCAL2) key signs only after its owner's one-time code: refuse to
+        create one whose owner the configured OTP channel cannot reach ([signing])."""
+        field = self.config.signing.otp_address
+        if not profile.qscd or field is None:
+            return
+        if not open_record(self.sealer, proof)["subject"].get(field):
+            raise SceauError(
+                ErrorKind.PROOF_NOT_USABLE,
+                f"profile {profile.id} keys sign only after a one-time code sent by "
+                f"{self.config.signing.otp_channel}: identity proof {proof.id} has no "
+                f"subject.{field} to send it to",
+            )
 
     def _new_credential(self, client: Client, profile: Profile, now: datetime) -> NewCredential:
         """Generate the subject's key pair in the token (sensitive, never extractable) and

@@ -159,11 +159,29 @@ class CrlConfig:
     revocation_check_seconds: int = 1
 
 
+OTP_CHANNELS = ("file", "smtp")
+SMTP_SECURITY = ("starttls", "ssl", "none")
+
+
 @dataclass(frozen=True)
 class SigningConfig:
-    # Development OTP channel: each one-time code is written to <home>/<otp_outbox>/<credential
-    # id>.otp (mode 0600), where a tester reads it. Production plugs an e-mail/SMS sender in.
+    # How one-time codes reach the owner of a qualified (SCAL2) credential. "file": each code
+    # is written to <home>/<otp_outbox>/<credential id>.otp (mode 0600), for development and
+    # tests only. "smtp": e-mailed to the address of the owner's identity proof; a qualified
+    # credential is then issued only to a subject with an e-mail address.
+    otp_channel: str = "file"
     otp_outbox: str = "otp-outbox"
+    # The "smtp" channel. "starttls" (port 587) or "ssl" (implicit TLS, port 465) check the
+    # server's certificate against smtp_ca_file, or the system's trust store when empty;
+    # "none" sends in clear (a relay on localhost only). With smtp_user set, the password is
+    # smtp_password in secrets.toml, never here.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_security: str = "starttls"
+    smtp_from: str = ""
+    smtp_user: str = ""
+    smtp_ca_file: str = ""
+    smtp_timeout_seconds: int = 10
     # A one-time code works once, within this delay, and dies after this many wrong tries.
     otp_ttl_seconds: int = 300
     otp_max_attempts: int = 3
@@ -173,6 +191,21 @@ class SigningConfig:
     # (it signs nothing from that moment on); keys of failed issuances go at the next run.
     key_grace_days: int = 30
     key_cleanup_interval_minutes: int = 60
+
+    def __post_init__(self) -> None:
+        where = f"{CONFIG_FILE}: [signing]"
+        if self.otp_channel not in OTP_CHANNELS:
+            raise ConfigError(f"{where} otp_channel must be one of {', '.join(OTP_CHANNELS)}")
+        if self.smtp_security not in SMTP_SECURITY:
+            raise ConfigError(f"{where} smtp_security must be one of {', '.join(SMTP_SECURITY)}")
+        if self.otp_channel == "smtp" and not (self.smtp_host and self.smtp_from):
+            raise ConfigError(f'{where} otp_channel = "smtp" needs smtp_host and smtp_from')
+
+    @property
+    def otp_address(self) -> str | None:
+        """The identity-proof subject field the OTP channel sends to (None: no address
+        needed). Issuance refuses a qualified credential whose subject lacks it."""
+        return "email" if self.otp_channel == "smtp" else None
 
 
 @dataclass(frozen=True)

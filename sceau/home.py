@@ -126,7 +126,11 @@ arl_next_update_hours = 168
 revocation_check_seconds = 1
 
 [signing]
-# Development OTP channel: one-time codes are written under this folder of the home.
+# How one-time codes reach the owners of qualified credentials: "file" (development: written
+# under otp_outbox in this home) or "smtp" (e-mailed to the identity proof's address; set
+# smtp_host, smtp_port, smtp_security = "starttls" | "ssl" | "none", smtp_from, smtp_user,
+# smtp_ca_file; the password goes in secrets.toml as smtp_password).
+otp_channel = "file"
 otp_outbox = "otp-outbox"
 # One-time codes and SADs (CSC credentials/authorize) work once, within these delays.
 otp_ttl_seconds = 300

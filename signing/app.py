@@ -14,7 +14,7 @@ from ca.jobs import JobRunner
 from ca.web import install_common
 from signing import views
 from signing.engine import SigningEngine
-from signing.otp import FileOtpSender
+from signing.otp import otp_sender
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ def create_app(
         ctx.keys,
         ctx.authority.issuers,
         signing,
-        FileOtpSender(ctx.config.home / signing.otp_outbox),
+        otp_sender(ctx.config),
+        ctx.sealer,
     )
     app.extensions[views.EXTENSION] = engine
     if start_jobs:

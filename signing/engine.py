@@ -11,6 +11,7 @@ import binascii
 import contextlib
 import hashlib
 import hmac
+import logging
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,11 +23,22 @@ from ca import audit
 from ca.algorithms import HashAlgorithm, KeyAlgorithm, Padding, SignatureScheme
 from ca.clients import Client
 from ca.config import SigningConfig
+from ca.errors import SceauError
 from ca.hsm import KeyNotFoundError, KeyStore
 from ca.issuers import IssuerRegistry
+from ca.proofs import open_record
+from ca.sealing import Sealer
 from ca.store.db import Database
-from ca.store.models import Certificate, Credential, OneTimeCode, SignatureActivation
-from signing.otp import OtpSender
+from ca.store.models import (
+    Certificate,
+    Credential,
+    IdentityProof,
+    OneTimeCode,
+    SignatureActivation,
+)
+from signing.otp import OtpDeliveryError, OtpRecipient, OtpSender
+
+log = logging.getLogger(__name__)
 
 # One signHash call signs at most this many hashes (a batch of invoices; bounded so that one
 # call cannot hold the token's lock for long: ~13 ms at SoftHSM2's P-256 rate).
@@ -99,9 +111,11 @@ class SigningEngine:
         issuers: IssuerRegistry,
         config: SigningConfig,
         otp_sender: OtpSender,
+        sealer: Sealer,
     ) -> None:
         self.db = db
         self.keys = keys
+        self.sealer = sealer
         self.issuers = issuers
         self.config = config
         self.otp_sender = otp_sender
@@ -201,6 +215,12 @@ class SigningEngine:
             raise invalid("Invalid parameter credentialID: this credential uses no OTP")
         if not _valid(cert, now):
             raise invalid(f"Invalid credential: the certificate is {_cert_status(cert, now)}")
+        recipient = self._recipient(credential, cert)
+        if not self.otp_sender.reachable(recipient):
+            raise invalid(
+                f"No OTP can be sent: the credential's owner has no address for the "
+                f"{self.otp_sender.channel} OTP channel in their identity proof"
+            )
         code = f"{secrets.randbelow(10**6):06d}"
         expires_at = now + timedelta(seconds=self.config.otp_ttl_seconds)
         code_hash = _otp_hash(credential.id, code, expires_at)
@@ -217,14 +237,47 @@ class SigningEngine:
                     used_at=None,
                 )
             )
+        try:
+            self.otp_sender.send(recipient, code, self.config.otp_ttl_seconds)
+        except OtpDeliveryError as exc:
+            # No live code that nobody received: the owner asks again once the channel is back.
+            log.warning("OTP for %s not sent: %s", credential.id, exc)
+            with self.db.write() as session:
+                session.execute(
+                    delete(OneTimeCode).where(OneTimeCode.credential_id == credential.id)
+                )
+            raise CscError(
+                503,
+                "temporarily_unavailable",
+                f"The OTP could not be sent through the {self.otp_sender.channel} channel: "
+                "try again later",
+            ) from None
+        with self.db.write() as session:
             audit.append(
                 session,
                 actor=client.actor,
                 action="signing.otp_sent",
                 at=now,
-                details={"credential": credential.id},
+                details={"credential": credential.id, "channel": self.otp_sender.channel},
             )
-        self.otp_sender.send(credential.id, code)
+
+    def _recipient(self, credential: Credential, cert: Certificate) -> OtpRecipient:
+        """Where the owner's codes go: the e-mail (or mobile) of the identity proof the
+        certificate was issued on, read from its sealed record."""
+        with self.db.read() as session:
+            proof = session.get(IdentityProof, cert.proof_id) if cert.proof_id else None
+        if proof is None:
+            return OtpRecipient(credential.id)
+        try:
+            subject = open_record(self.sealer, proof).get("subject", {})
+        except SceauError:  # purged at the end of retention: no address left
+            return OtpRecipient(credential.id)
+        email, mobile = subject.get("email"), subject.get("mobile")
+        return OtpRecipient(
+            credential.id,
+            email if isinstance(email, str) and email else None,
+            mobile if isinstance(mobile, str) and mobile else None,
+        )
 
     def authorize(
         self,

@@ -194,9 +194,11 @@ def test_revocation_stops_signing_at_once(pki: Pki) -> None:
 def test_info_and_openapi(pki: Pki) -> None:
     http = pki.client("seal-lcp").http
     info = http.post("/csc/v2/info", json={})
-    assert info.status_code == 200 and info.json["specs"] == "2.0.0.2"
+    assert info.status_code == 200 and info.json is not None
+    assert info.json["specs"] == "2.0.0.2"
     spec = http.get("/csc/v2/openapi.json")
-    assert spec.status_code == 200 and "/csc/v2/signatures/signHash" in spec.json["paths"]
+    assert spec.status_code == 200 and spec.json is not None
+    assert "/csc/v2/signatures/signHash" in spec.json["paths"]
 
 
 def otp(pki: Pki, api: ApiClient, credential_id: str) -> str:
@@ -313,6 +315,7 @@ def test_retired_keys_are_destroyed_after_the_grace_period(pki: Pki) -> None:
         pki.ctx.authority.issuers,
         signing,
         FileOtpSender(pki.home / signing.otp_outbox),
+        pki.ctx.sealer,
     )
     now = datetime.now(UTC)
     label = credential_key_label(issued["credential_id"])
