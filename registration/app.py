@@ -12,7 +12,7 @@ from ca.context import ServiceContext
 from ca.errors import ErrorKind
 from ca.jobs import JobRunner
 from ca.web import install_common, problem
-from registration import api, retention, webhooks
+from registration import admin, api, retention, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ def create_app(
         return None
 
     app.register_blueprint(api.bp)
+    admin.install(app)  # the officer UI, /ra/admin
     if start_jobs:
         runner = JobRunner(ctx.db)
         settings = ctx.config.registration

@@ -101,8 +101,35 @@ def cmd_client_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_officer_add(args: argparse.Namespace) -> int:
+    from ca.hsm import KeyStore
+    from ca.officers import create_officer, parse_role
+    from ca.sealing import Sealer
+
+    config = load_config(_home(args))
+    db = Database(config.database.url)
+    keys = KeyStore(config.hsm)
+    try:
+        new = create_officer(
+            db,
+            Sealer(keys),
+            args.name,
+            parse_role(args.role),
+            now=datetime.now(UTC),
+            actor=_operator(),
+        )
+    finally:
+        keys.close()
+        db.dispose()
+    # Shown once, on the terminal only (never logged): the account is unusable without them.
+    print(f"officer {new.name} ({new.role}) created. Give them, once and privately:")
+    print(f"  password: {new.password}")
+    print(f"  TOTP (scan or paste into an authenticator app): {new.provisioning_uri}")
+    return 0
+
+
 def cmd_proof_approve(args: argparse.Namespace) -> int:
-    from registration.proofs import approve_proof
+    from registration.decisions import approve_proof
 
     config = load_config(_home(args))
     db = Database(config.database.url)
@@ -305,6 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--home", default=argparse.SUPPRESS)
     p.add_argument("name")
     p.set_defaults(func=cmd_client_webhook_secret)
+
+    officer = sub.add_parser("officer", help="officer and auditor accounts").add_subparsers(
+        dest="officer_command", required=True
+    )
+    p = officer.add_parser("add", help="create an account; print its password and TOTP once")
+    p.add_argument("--home", default=argparse.SUPPRESS)
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=["ra-officer", "auditor", "admin"])
+    p.set_defaults(func=cmd_officer_add)
 
     proof = sub.add_parser("proof", help="identity proofs").add_subparsers(
         dest="proof_command", required=True

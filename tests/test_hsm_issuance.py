@@ -17,7 +17,7 @@ from sqlalchemy import select
 from ca.authority import credential_key_label
 from ca.errors import HsmError
 from ca.store.models import ApiClient, Certificate, Credential
-from registration.proofs import approve_proof
+from registration.decisions import approve_proof
 from tests.conftest import Pki
 from tests.helpers import (
     LEGAL,

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca import audit
 from ca.store.models import Certificate
-from registration.proofs import approve_proof
+from registration.decisions import approve_proof
 from tests.conftest import Pki
 from tests.helpers import LEGAL, NATURAL, csr_pem, etsi_lint, openssl_verify, rsa_key, write_pems
 

@@ -1,0 +1,120 @@
+"""Officer accounts, browser-less logins and proofs with evidence, for the officer UI tests."""
+
+from __future__ import annotations
+
+import copy
+import re
+import secrets
+import struct
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyotp
+from werkzeug.test import Client as WsgiClient
+
+from ca.officers import NewOfficer, Role, create_officer
+from tests.conftest import ApiClient, Pki
+from tests.helpers import LEGAL, NATURAL
+
+ADMIN = "/ra/admin"
+CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
+
+
+@dataclass
+class Person:
+    """An officer account with what its owner holds: password and TOTP secret."""
+
+    name: str
+    role: Role
+    password: str
+    secret: str
+    steps_used: int = 0
+
+    def code(self) -> str:
+        """A fresh code each call: the next time step within the accepted window, so one
+        test can log the same person in more than once (a code is refused when replayed)."""
+        offset = self.steps_used - 1  # -1, 0, +1: what valid_window=1 accepts
+        self.steps_used += 1
+        assert offset <= 1, "at most three logins per person and 30 s"
+        return pyotp.TOTP(self.secret).at(datetime.now(UTC) + timedelta(seconds=30 * offset))
+
+
+def new_person(pki: Pki, role: Role, prefix: str = "") -> Person:
+    name = f"{prefix or role.value.split('-')[0]}-{secrets.token_hex(3)}"
+    made: NewOfficer = create_officer(
+        pki.ctx.db, pki.ctx.sealer, name, role, now=datetime.now(UTC), actor="test"
+    )
+    return Person(name, role, made.password, pyotp.parse_uri(made.provisioning_uri).secret)
+
+
+def form_token(html: str) -> str:
+    match = CSRF.search(html)
+    assert match, "no csrf_token in the page"
+    return match.group(1)
+
+
+def login(pki: Pki, person: Person, http: WsgiClient | None = None) -> WsgiClient:
+    http = http or WsgiClient(pki.app)
+    page = http.get(f"{ADMIN}/login")
+    assert page.status_code == 200
+    resp = http.post(
+        f"{ADMIN}/login",
+        data={
+            "csrf_token": form_token(page.text),
+            "name": person.name,
+            "password": person.password,
+            "code": person.code(),
+        },
+    )
+    assert resp.status_code == 303, resp.text
+    return http
+
+
+def page_token(http: WsgiClient, path: str = f"{ADMIN}/queue") -> str:
+    page = http.get(path)
+    assert page.status_code == 200, page.text
+    return form_token(page.text)
+
+
+def png(width: int = 48, height: int = 32, rgb: tuple[int, int, int] = (40, 90, 160)) -> bytes:
+    """A valid PNG, built by hand (no imaging library needed)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\x00" + bytes(rgb) * width
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
+
+
+def submit(
+    api: ApiClient, body: dict[str, Any], method: str, *, image: bytes | None = None, **subject: str
+) -> str:
+    """A pending proof by ``method``, with a document image when given; its id."""
+    body = copy.deepcopy(body)
+    body["method"] = method
+    body["subject"].update(subject)
+    resp = api.post("/ra/api/v1/identity-proofs", body)
+    assert resp.status_code == 201, resp.json
+    proof_id = str(resp.json["id"])
+    if image is not None:
+        kind = "document-front" if body["subject_kind"] == "natural" else "company-extract"
+        up = api.http.post(
+            f"/ra/api/v1/identity-proofs/{proof_id}/files?kind={kind}",
+            data=image,
+            headers={"Authorization": f"Bearer {api.token}"},
+            content_type="image/png",
+        )
+        assert up.status_code == 201, up.json
+    return proof_id
+
+
+__all__ = ["LEGAL", "NATURAL"]
