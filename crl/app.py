@@ -1,5 +1,6 @@
 """Public repository: CRLs at ``/crl/<issuer>.crl`` and ``/crl/<issuer>-<shard>.crl``, CA
-certificates at ``/certs/<issuer>.crt`` (AIA caIssuers); and the CRL publication jobs."""
+certificates at ``/certs/<issuer>.crt`` (AIA caIssuers), policy documents at ``/policies/``;
+and the CRL publication jobs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from ca.config import SceauConfig
 from ca.context import ServiceContext
 from ca.jobs import JobRunner
 from ca.web import install_common
-from crl import views
+from crl import policies, views
 from crl.publisher import CrlPublisher
 from crl.schedule import check_config, register_jobs
 
@@ -31,6 +32,7 @@ def create_app(
     )
     app.extensions[views.CACHE] = views.NewestCrls(ctx.db)
     app.register_blueprint(views.bp)
+    policies.install(app, ctx.config, ctx.profiles)  # /policies/: the published documents
     if start_jobs:
         runner = JobRunner(ctx.db)
         register_jobs(runner, CrlPublisher(ctx.authority), ctx.config.crl)

@@ -95,7 +95,7 @@ ORIGIN_TEXT = {
     KeyOrigin.HSM: "generated and kept in the CA's HSM, used by remote signing",
 }
 
-BEGIN = re.compile(r"^<!-- BEGIN GENERATED: ([a-z0-9-]+(?: [a-z0-9-]+)?) -->$")
+BEGIN = re.compile(r"^<!-- BEGIN GENERATED: ([a-z0-9-]+(?: [a-z0-9.-]+)?) -->$")
 END = "<!-- END GENERATED -->"
 # A figure with a unit: prose outside generated blocks may not state one (test_policies).
 FIGURE = re.compile(
@@ -410,7 +410,7 @@ def block_sole_control(facts: Facts, selector: str) -> str:
     rows = [
         [
             f"`{p.id}`",
-            "SCAL2: one-time code to the subject, then a single-use SAD per signature"
+            "SCAL2: a one-time code sent to the key holder, then a single-use SAD per signature"
             if p.qscd
             else "SCAL1: the platform's API token authorises each signature",
         ]

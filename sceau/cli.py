@@ -276,19 +276,23 @@ def cmd_client_webhook_secret(args: argparse.Namespace) -> int:
 
 
 def cmd_policies_render(args: argparse.Namespace) -> int:
-    from policies.facts import Facts, render_all, stale_documents
+    from policies.facts import Facts, PolicyDataError, render_all, stale_documents
 
     # The repository's documents state the profiles and the configuration defaults; a
     # running repository service renders its own configuration's figures (crl/policies.py).
     facts = Facts.defaults()
-    if args.check:
-        stale = stale_documents(facts)
-        for name in stale:
-            print(f"policies/{name}.md: generated tables differ from the profiles/configuration")
-        if stale:
-            print("run `sceau policies render` to refresh them")
-        return 1 if stale else 0
-    changed = render_all(facts)
+    try:
+        if args.check:
+            stale = stale_documents(facts)
+            for name in stale:
+                print(f"policies/{name}.md: generated tables differ from profiles/configuration")
+            if stale:
+                print("run `sceau policies render` to refresh them")
+            return 1 if stale else 0
+        changed = render_all(facts)
+    except PolicyDataError as exc:
+        print(f"sceau: {exc}", file=sys.stderr)
+        return 2
     print(f"refreshed: {', '.join(changed)}" if changed else "policy documents up to date")
     return 0
 
