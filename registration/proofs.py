@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import unicodedata
 from base64 import b32encode
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -41,6 +42,7 @@ NAME_MAX = 128  # the CPS caps names here (EN 319 411-1 OVR-5.2-11)
 ADDRESS_MAX = 256
 EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 COUNTRY = re.compile(r"^[A-Z]{2}$")
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 MOBILE = re.compile(r"^\+[1-9][0-9]{6,14}$")  # E.164, as SMS gateways want it
 # Attributes of natural persons, wherever one appears (subject, representative).
@@ -81,6 +83,12 @@ def _invalid(detail: str) -> SceauError:
     return SceauError(ErrorKind.INVALID, detail)
 
 
+def _unprintable(char: str) -> bool:
+    """Control characters, and the bidirectional overrides that would make a name display
+    differently from what it is (an officer reads these)."""
+    return unicodedata.category(char) in {"Cc", "Cs", "Co"} or char in BIDI_CONTROLS
+
+
 def _text(
     data: dict[str, Any], key: str, where: str, *, required: bool = True, limit: int = NAME_MAX
 ) -> str | None:
@@ -91,7 +99,7 @@ def _text(
     if not isinstance(value, str) or not value.strip():
         raise _invalid(f"{where}.{key} is required and must be a non-empty string")
     value = value.strip()
-    if len(value) > limit or any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in value):
+    if len(value) > limit or any(_unprintable(c) for c in value):
         raise _invalid(f"{where}.{key}: at most {limit} printable characters")
     return value
 

@@ -14,9 +14,10 @@ suspends it for as long as it is set.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, true, update
 
 from ca import audit
 from ca.config import RegistrationConfig
@@ -138,9 +139,17 @@ def purge_one(
     return True
 
 
-def purge_expired(db: Database, *, years: int, now: datetime, actor: str = ACTOR) -> list[str]:
-    """Purge every record past retention and not on hold; returns the purged ids. Each
-    record is its own transaction, so one failure leaves the others done."""
+def purge_expired(
+    db: Database,
+    *,
+    years: int,
+    now: datetime,
+    actor: str = ACTOR,
+    proof_ids: Collection[str] | None = None,
+) -> list[str]:
+    """Purge every record past retention and not on hold (or only those of ``proof_ids``);
+    returns the purged ids. Each record is its own transaction, so one failure leaves the
+    others done."""
     purged: list[str] = []
     after = ""
     while True:
@@ -153,6 +162,7 @@ def purge_expired(db: Database, *, years: int, now: datetime, actor: str = ACTOR
                         IdentityProof.status != "purged",
                         IdentityProof.legal_hold.is_(None),
                         IdentityProof.id > after,
+                        IdentityProof.id.in_(proof_ids) if proof_ids is not None else true(),
                     )
                     .order_by(IdentityProof.id)
                     .limit(BATCH)
