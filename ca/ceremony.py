@@ -11,6 +11,7 @@ import logging
 from datetime import datetime
 
 from ca import audit
+from ca.checkpoints import ensure_audit_key
 from ca.config import SceauConfig
 from ca.hsm import KeyStore
 from ca.issuers import IssuerRegistry
@@ -116,6 +117,9 @@ def run_ceremony(
         registry.reload()
         done.append(f"certificate for {issuer_id}: {subject.human_friendly}")
     done += _ensure_signers(config, db, keys, profiles, now=now, actor=actor)
+    # The key that signs audit checkpoints (ca/checkpoints.py); its public key goes into
+    # the audit log itself.
+    done += ensure_audit_key(db, keys, config.audit.key_label, now=now, actor=actor)
     return done
 
 

@@ -9,6 +9,7 @@ What ``openssl ts -verify -data F -CAfile root.pem`` checks, done in-process so 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -92,7 +93,7 @@ def _chain_to_root(
 
 
 def verify_token(
-    token_der: bytes, data: bytes, *, roots: list[bytes], intermediates: list[bytes] = ()
+    token_der: bytes, data: bytes, *, roots: list[bytes], intermediates: Sequence[bytes] = ()
 ) -> TimestampFacts:
     """Verify a TimeStampToken (CMS ContentInfo) over ``data``; raise TimestampInvalid."""
     try:

@@ -147,23 +147,67 @@ def cmd_proof_approve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_report(report: Any, source: str) -> int:
+    for label, fp in sorted(report.keys.items()):
+        print(f"audit key {label}: SHA-256 {fp}")
+    for fp in getattr(report, "roots", []):
+        print(f"trusted root (from the export; compare with the published one): SHA-256 {fp}")
+    if report.failure is not None:
+        print(
+            f"audit {source} BROKEN at {report.failure}"
+            f" ({report.events} events and {report.checkpoints} checkpoints verified before it)"
+        )
+        return 1
+    print(
+        f"audit {source} intact: {report.events} events, {report.checkpoints} checkpoints"
+        " (signatures and timestamps verified)"
+    )
+    if report.uncovered:
+        print(f"note: {report.uncovered} newest event(s) not yet covered by a checkpoint")
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from ca.audit import verify_chain
+    if args.export:
+        from ca.audit_export import ExportUnreadable, verify_export
+
+        try:
+            text = Path(args.export).read_text(encoding="utf-8")
+            return _print_report(verify_export(text), f"export {args.export}")
+        except (OSError, UnicodeDecodeError, ExportUnreadable) as exc:
+            print(f"sceau: cannot verify {args.export}: {exc}", file=sys.stderr)
+            return 2
+    from ca.checkpoints import verify_database
 
     config = load_config(_home(args))
     db = Database(config.database.url)
     try:
-        with db.read() as session:
-            checked, broken = verify_chain(session)
+        report = verify_database(db)
     finally:
         db.dispose()
-    if broken is not None:
-        print(
-            f"audit chain BROKEN at event {broken.seq}: {broken.reason} "
-            f"({checked} events verified before it)"
-        )
-        return 1
-    print(f"audit chain intact: {checked} events")
+    return _print_report(report, "log")
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    from ca.context import ServiceContext
+    from tsa.authority import TimestampAuthority
+    from tsa.checkpoint_job import checkpoint_maker
+
+    config = load_config(_home(args))
+    ctx = ServiceContext.open(config)
+    authority = TimestampAuthority.from_config(ctx.config, ctx.db, ctx.keys, ctx.profiles)
+    try:
+        checkpoint = checkpoint_maker(ctx, authority).make(datetime.now(UTC))
+    finally:
+        authority.records.close()
+        ctx.db.dispose()
+    if checkpoint is None:
+        print("audit log already checkpointed at its head: nothing to do")
+        return 0
+    print(
+        f"audit checkpoint: {checkpoint.tree_size} events, Merkle root {checkpoint.root_hash},"
+        f" signed with {checkpoint.key_label}, timestamped {checkpoint.at.isoformat()}"
+    )
     return 0
 
 
@@ -387,9 +431,15 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="audit log").add_subparsers(
         dest="audit_command", required=True
     )
-    p = audit.add_parser("verify", help="check the whole hash chain; exit 1 on tampering")
+    p = audit.add_parser(
+        "verify", help="check the chain, checkpoints and timestamps; exit 1 on tampering"
+    )
     p.add_argument("--home", default=argparse.SUPPRESS)
+    p.add_argument("--export", metavar="FILE", help="verify an export offline (no database)")
     p.set_defaults(func=cmd_audit_verify)
+    p = audit.add_parser("checkpoint", help="sign and timestamp a checkpoint of the log now")
+    p.add_argument("--home", default=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_audit_checkpoint)
 
     policies = sub.add_parser("policies", help="certification policy documents").add_subparsers(
         dest="policies_command", required=True

@@ -9,8 +9,9 @@ from flask import Flask
 
 from ca.config import SceauConfig
 from ca.context import ServiceContext
+from ca.jobs import JobRunner
 from ca.web import install_common
-from tsa import views
+from tsa import checkpoint_job, views
 from tsa.access import Authenticator, RateLimiter
 from tsa.authority import TimestampAuthority
 from tsa.clock import TimeSource
@@ -22,7 +23,7 @@ def create_app(
     config: SceauConfig | None = None,
     ctx: ServiceContext | None = None,
     *,
-    start_jobs: bool = True,  # scheduled jobs (ca.jobs.JobRunner); the TSA has none
+    start_jobs: bool = True,  # scheduled jobs (ca.jobs.JobRunner): the audit checkpoints
     clock: TimeSource | None = None,  # tests pass a fake; default from [tsa] clock_check
 ) -> Flask:
     ctx = ctx or ServiceContext.open(config)
@@ -44,6 +45,13 @@ def create_app(
     app.register_blueprint(views.bp)
     # Flask's way to put WSGI middleware in front of an application (tsa/views.py).
     app.wsgi_app = views.FastPath(app.wsgi_app, service)  # type: ignore[method-assign]
+    if start_jobs:
+        # Audit checkpoints are timestamped by this engine (tsa/checkpoint_job.py).
+        runner = JobRunner(ctx.db)
+        maker = checkpoint_job.checkpoint_maker(ctx, authority)
+        checkpoint_job.register(runner, maker, ctx.config.audit)
+        runner.start()
+        app.extensions[checkpoint_job.JOB_NAME] = runner
     if clock is None and tsa.clock_check == "off":
         log.warning(
             'TSA CLOCK CHECK OFF ([tsa] clock_check = "off" in %s): tokens state the system'
