@@ -42,6 +42,7 @@ def create_app(
         signing,
         otp_sender(ctx.config),
         ctx.sealer,
+        ctx.profiles,
     )
     app.extensions[views.EXTENSION] = engine
     if start_jobs:

@@ -13,9 +13,11 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+from asn1crypto import algos
 from cryptography import x509
 from sqlalchemy import delete, select, update
 
@@ -26,6 +28,7 @@ from ca.config import SigningConfig
 from ca.errors import SceauError
 from ca.hsm import KeyNotFoundError, KeyStore
 from ca.issuers import IssuerRegistry
+from ca.profiles import ProfileSet, SubjectKind
 from ca.proofs import open_record
 from ca.sealing import Sealer
 from ca.store.db import Database
@@ -62,11 +65,16 @@ _COMBINED: dict[str, tuple[HashAlgorithm, Padding]] = {
     "1.2.840.113549.1.1.12": (HashAlgorithm.SHA384, Padding.PKCS1V15),
     "1.2.840.113549.1.1.13": (HashAlgorithm.SHA512, Padding.PKCS1V15),
 }
+_EC_COMBINED = [oid for oid, (_, padding) in _COMBINED.items() if padding is Padding.ECDSA]
+_RSA_COMBINED = [oid for oid, (_, padding) in _COMBINED.items() if padding is Padding.PKCS1V15]
 _KEY_OIDS = {
     _EC_PUBLIC_KEY: Padding.ECDSA,
     _RSA_ENCRYPTION: Padding.PKCS1V15,
     _RSASSA_PSS: Padding.PSS,
 }
+# Every signAlgo signHash takes (CSC 11.1 info: signAlgorithms).
+SIGN_ALGORITHMS = [_EC_PUBLIC_KEY, *_EC_COMBINED, _RSA_ENCRYPTION, _RSASSA_PSS, *_RSA_COMBINED]
+_ASN1_NULL = base64.b64encode(b"\x05\x00").decode()  # the (absent) parameters of the others
 _CURVES = {"ec-p256": ("1.2.840.10045.3.1.7", 256), "ec-p384": ("1.3.132.0.34", 384)}
 
 
@@ -112,7 +120,9 @@ class SigningEngine:
         config: SigningConfig,
         otp_sender: OtpSender,
         sealer: Sealer,
+        profiles: ProfileSet | None = None,
     ) -> None:
+        self.profiles = profiles
         self.db = db
         self.keys = keys
         self.sealer = sealer
@@ -129,37 +139,106 @@ class SigningEngine:
             ).all()
         return list(rows)
 
-    def info(self, client: Client, credential_id: Any, *, now: datetime) -> dict[str, Any]:
+    def info(
+        self,
+        client: Client,
+        credential_id: Any,
+        *,
+        certificates: Any = None,
+        cert_info: Any = None,
+        auth_info: Any = None,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """CSC 11.5 credentials/info. ``certificates`` "none" | "single" (the default: the
+        end-entity certificate) | "chain"; ``certInfo`` adds the certificate's fields.
+        The authorisation description is always given: clients need it to know whether to
+        ask their user for an OTP."""
         credential, cert = self._owned(client, credential_id)
+        which = "single" if certificates is None else certificates
+        if which not in ("none", "single", "chain"):
+            raise invalid("Invalid parameter certificates")
+        for name, flag in (("certInfo", cert_info), ("authInfo", auth_info)):
+            if flag is not None and not isinstance(flag, bool):
+                raise invalid(f"Invalid parameter {name}")
         if cert.der is None:
             raise invalid("Invalid parameter credentialID")
-        leaf = x509.load_der_x509_certificate(cert.der)
         algorithm = KeyAlgorithm(credential.key_algorithm)
         key: dict[str, Any] = {"status": "enabled" if _valid(cert, now) else "disabled"}
+        # The key's OID, then the combined OIDs signHash accepts as signAlgo (CSC's own
+        # example lists ecdsa-with-SHA256; pyHanko picks its mechanism from this list).
         if algorithm.is_ec:
             curve, length = _CURVES.get(algorithm.value, ("1.3.132.0.35", 521))
-            key.update(algo=[_EC_PUBLIC_KEY], len=length, curve=curve)
+            key.update(algo=[_EC_PUBLIC_KEY, *_EC_COMBINED], len=length, curve=curve)
         else:
-            key.update(algo=[_RSA_ENCRYPTION, _RSASSA_PSS], len=algorithm.rsa_bits)
-        chain = [cert.der, *self.issuers.chain(cert.issuer_id)]
-        return {
-            "description": f"{cert.profile} {cert.subject}",
+            key.update(algo=[_RSA_ENCRYPTION, _RSASSA_PSS, *_RSA_COMBINED], len=algorithm.rsa_bits)
+        cert_out: dict[str, Any] = {"status": _cert_status(cert, now)}
+        if which != "none":
+            chain = [cert.der]
+            if which == "chain":
+                chain.extend(self.issuers.chain(cert.issuer_id))
+            cert_out["certificates"] = [base64.b64encode(c).decode() for c in chain]
+        if cert_info:
+            leaf = x509.load_der_x509_certificate(cert.der)
+            cert_out.update(
+                issuerDN=leaf.issuer.rfc4514_string(),
+                serialNumber=format(leaf.serial_number, "x"),
+                subjectDN=leaf.subject.rfc4514_string(),
+                validFrom=leaf.not_valid_before_utc.strftime("%Y%m%d%H%M%SZ"),
+                validTo=leaf.not_valid_after_utc.strftime("%Y%m%d%H%M%SZ"),
+            )
+        answer: dict[str, Any] = {
+            "description": f"{cert.profile} {cert.subject}"[:255],
             "key": key,
-            "cert": {
-                "status": _cert_status(cert, now),
-                "certificates": [base64.b64encode(c).decode() for c in chain],
-                "issuerDN": leaf.issuer.rfc4514_string(),
-                "serialNumber": format(leaf.serial_number, "x"),
-                "subjectDN": leaf.subject.rfc4514_string(),
-                "validFrom": leaf.not_valid_before_utc.strftime("%Y%m%d%H%M%SZ"),
-                "validTo": leaf.not_valid_after_utc.strftime("%Y%m%d%H%M%SZ"),
-            },
-            # SCAL1: the platform's token authorises each signHash ("implicit"). SCAL2 keys
-            # need an explicit credentials/authorize with the owner's OTP.
-            "authMode": "explicit" if credential.scal == 2 else "implicit",
+            "cert": cert_out,
             "SCAL": str(credential.scal),
             "multisign": MAX_HASHES,
+            "lang": "en-US",
         }
+        qualifier = self._qualifier(cert.profile)
+        if qualifier:
+            answer["signatureQualifier"] = qualifier
+        if credential.scal == 2:
+            # SCAL2: an explicit credentials/authorize with the owner's OTP, which the
+            # service generates and sends (credentials/sendOTP): CSC "online" OTP.
+            otp = {
+                "type": "OTP",
+                "id": "otp",
+                "format": "N",
+                "label": "One-time code",
+                "description": "Six digits sent to the credential's owner by sendOTP",
+            }
+            answer["auth"] = {"mode": "explicit", "expression": "otp", "objects": [otp]}
+            # The same as CSC v1 clients read it (authMode, OTP {presence, type, ...}).
+            answer["authMode"] = "explicit"
+            answer["OTP"] = {
+                "presence": "true",
+                "type": "online",
+                "format": "N",
+                "label": otp["label"],
+                "description": otp["description"],
+                "ID": "otp",
+                "provider": "sceau",
+            }
+        else:
+            # SCAL1: the platform's token authorises each signHash.
+            answer["auth"] = {"mode": "implicit"}
+            answer["authMode"] = "implicit"
+        return answer
+
+    def _qualifier(self, profile_id: str) -> str | None:
+        """CSC signatureQualifier: the eIDAS kind of signature the credential makes."""
+        if self.profiles is None:
+            return None
+        try:
+            profile = self.profiles.get(profile_id)
+        except SceauError:
+            return None
+        legal = profile.subject_kind is SubjectKind.LEGAL
+        if profile.qscd:
+            return "eu_eidas_qeseal" if legal else "eu_eidas_qes"
+        return "eu_eidas_aeseal" if legal else "eu_eidas_aes"
+
+    # -- the calls that authorise or sign: every refusal is an audit event -------------
 
     def sign_hash(
         self,
@@ -170,23 +249,93 @@ class SigningEngine:
         hash_oid: Any,
         sign_algo: Any,
         *,
+        sign_algo_params: Any = None,
+        operation_mode: Any = None,
         now: datetime,
     ) -> list[bytes]:
+        """CSC 11.9 signatures/signHash: one signature per hash, in their order."""
+        with self._refusals(client, "signatures/signHash", credential_id, now):
+            return self._sign_hash(
+                client,
+                credential_id,
+                sad,
+                hashes_b64,
+                hash_oid,
+                sign_algo,
+                sign_algo_params=sign_algo_params,
+                operation_mode=operation_mode,
+                now=now,
+            )
+
+    def send_otp(self, client: Client, credential_id: Any, *, now: datetime) -> None:
+        """CSC 11.7 credentials/sendOTP: a new code to the owner of a SCAL2 credential."""
+        with self._refusals(client, "credentials/sendOTP", credential_id, now):
+            self._send_otp(client, credential_id, now=now)
+
+    def authorize(
+        self,
+        client: Client,
+        credential_id: Any,
+        num_signatures: Any,
+        hashes_b64: Any,
+        otp: Any,
+        *,
+        now: datetime,
+    ) -> tuple[str, int]:
+        """CSC 11.6 credentials/authorize: check the owner's OTP, then give a SAD bound to
+        the credential, these hashes and their count. Returns (SAD, seconds it lives)."""
+        with self._refusals(client, "credentials/authorize", credential_id, now):
+            return self._authorize(client, credential_id, num_signatures, hashes_b64, otp, now=now)
+
+    def refused(
+        self, client: Client, call: str, credential_id: Any, reason: str, *, now: datetime
+    ) -> None:
+        """Record a refusal: the call, the credential asked for, the client, and the reason
+        as answered. The reason texts never quote a hash, SAD or OTP, and none is stored."""
+        details: dict[str, Any] = {"call": call, "client": client.name, "reason": reason[:300]}
+        if isinstance(credential_id, str) and credential_id:
+            details["credential"] = credential_id[:80]
+        with self.db.write() as session:
+            audit.append(
+                session, actor=client.actor, action="signing.refused", at=now, details=details
+            )
+
+    @contextlib.contextmanager
+    def _refusals(
+        self, client: Client, call: str, credential_id: Any, now: datetime
+    ) -> Iterator[None]:
+        try:
+            yield
+        except CscError as exc:
+            self.refused(client, call, credential_id, exc.description, now=now)
+            raise
+
+    def _sign_hash(
+        self,
+        client: Client,
+        credential_id: Any,
+        sad: Any,
+        hashes_b64: Any,
+        hash_oid: Any,
+        sign_algo: Any,
+        *,
+        sign_algo_params: Any = None,
+        operation_mode: Any = None,
+        now: datetime,
+    ) -> list[bytes]:
+        if operation_mode not in (None, "S"):
+            raise invalid("Invalid parameter operationMode: only synchronous (S)")
         credential, cert = self._owned(client, credential_id)
         # Lifecycle (EN 419 241-1): a revoked or expired certificate's key signs nothing,
         # checked on the row at every call, so a revocation takes effect at once.
         if not _valid(cert, now):
-            raise CscError(
-                400,
-                "invalid_request",
-                f"Invalid credential: the certificate is {_cert_status(cert, now)}",
-            )
+            raise invalid(f"Signing certificate is {_cert_status(cert, now)}")
         digests = _digests(hashes_b64)
-        scheme = _scheme(credential, hash_oid, sign_algo)
+        scheme = _scheme(credential, hash_oid, sign_algo, sign_algo_params)
         for digest in digests:
             if len(digest) != scheme.hash.digest_size:
                 raise invalid(
-                    f"Invalid hash length: {scheme.hash.value} hashes have "
+                    f"Invalid digest value length: {scheme.hash.value} hashes have "
                     f"{scheme.hash.digest_size} bytes, one has {len(digest)}"
                 )
         if credential.scal == 2:
@@ -209,7 +358,7 @@ class SigningEngine:
             )
         return signatures
 
-    def send_otp(self, client: Client, credential_id: Any, *, now: datetime) -> None:
+    def _send_otp(self, client: Client, credential_id: Any, *, now: datetime) -> None:
         credential, cert = self._owned(client, credential_id)
         if credential.scal != 2:
             raise invalid("Invalid parameter credentialID: this credential uses no OTP")
@@ -279,7 +428,7 @@ class SigningEngine:
             mobile if isinstance(mobile, str) and mobile else None,
         )
 
-    def authorize(
+    def _authorize(
         self,
         client: Client,
         credential_id: Any,
@@ -289,16 +438,18 @@ class SigningEngine:
         *,
         now: datetime,
     ) -> tuple[str, int]:
-        """CSC credentials/authorize: check the owner's OTP, then give a SAD bound to the
-        credential, these hashes and their count. Returns (SAD, seconds it lives)."""
         credential, cert = self._owned(client, credential_id)
         if credential.scal != 2:
             raise invalid("Invalid parameter credentialID: a SCAL1 credential needs no SAD")
         if not _valid(cert, now):
             raise invalid(f"Invalid credential: the certificate is {_cert_status(cert, now)}")
+        if not isinstance(num_signatures, int) or isinstance(num_signatures, bool):
+            raise invalid("Missing (or invalid type) integer parameter numSignatures")
+        if num_signatures > MAX_HASHES:
+            raise invalid(f"Numbers of signatures is too high: multisign is {MAX_HASHES}")
         digests = _digests(hashes_b64)
-        if not isinstance(num_signatures, int) or num_signatures != len(digests):
-            raise invalid("Invalid parameter numSignatures: it must count the hashes")
+        if num_signatures != len(digests):
+            raise invalid("Invalid value for parameter numSignatures: it must count the hashes")
         if not isinstance(otp, str) or not otp:
             raise invalid("Missing (or invalid type) string parameter OTP")
         self._check_otp(client, credential, otp, now)
@@ -335,9 +486,9 @@ class SigningEngine:
             if row is None or row.used_at is not None:
                 failure = "no OTP pending: call credentials/sendOTP"
             elif row.attempts >= self.config.otp_max_attempts:
-                failure = "too many wrong OTPs: call credentials/sendOTP for a new one"
+                failure = "OTP locked: too many wrong OTPs; call credentials/sendOTP for a new one"
             elif row.expires_at <= now:
-                failure = "the OTP has expired: call credentials/sendOTP"
+                failure = "The OTP has expired: call credentials/sendOTP"
             elif not hmac.compare_digest(
                 row.code_hash, _otp_hash(credential.id, otp, row.expires_at)
             ):
@@ -353,7 +504,10 @@ class SigningEngine:
                 details={"credential": credential.id, "accepted": failure is None},
             )
         if failure is not None:
-            raise CscError(400, "invalid_otp", failure)
+            # CSC: a wrong code is invalid_otp (the user may type it again); a lock, like
+            # CSC's "PIN locked", is invalid_request.
+            error = "invalid_request" if failure.startswith("OTP locked") else "invalid_otp"
+            raise CscError(400, error, failure)
 
     def _consume_sad(
         self,
@@ -368,7 +522,8 @@ class SigningEngine:
             raise CscError(
                 403,
                 "access_denied",
-                "SCAL2 credential: signHash needs a SAD from credentials/authorize",
+                "Missing (or invalid type) string parameter SAD: a SCAL2 credential signs "
+                "only with a SAD from credentials/authorize",
             )
         with self.db.write() as session:
             row = session.get(SignatureActivation, _sha256_hex(sad.encode()))
@@ -378,11 +533,11 @@ class SigningEngine:
             elif row.used_at is not None:
                 failure = "Invalid parameter SAD: it was already used"
             elif row.expires_at <= now:
-                failure = "Invalid parameter SAD: it has expired"
+                failure = "SAD expired"
             elif row.count != len(digests) or not hmac.compare_digest(
                 row.hashes_digest, _hashes_digest(digests)
             ):
-                failure = "Invalid parameter SAD: it authorises other hashes"
+                failure = "Hash is not authorized by the SAD"
             else:
                 # The conditional UPDATE makes two concurrent calls with one SAD sign once.
                 spent = session.execute(
@@ -485,23 +640,68 @@ def _digests(hashes_b64: Any) -> list[bytes]:
     return out
 
 
-def _scheme(credential: Credential, hash_oid: Any, sign_algo: Any) -> SignatureScheme:
+def _scheme(
+    credential: Credential, hash_oid: Any, sign_algo: Any, params_b64: Any = None
+) -> SignatureScheme:
     if not isinstance(sign_algo, str):
         raise invalid("Missing (or invalid type) string parameter signAlgo")
     if hash_oid is not None and not isinstance(hash_oid, str):
-        raise invalid("Invalid type for parameter hashAlgorithmOID")
+        raise invalid("Missing (or invalid type) string parameter hashAlgorithmOID")
+    if params_b64 is not None and not isinstance(params_b64, str):
+        raise invalid("Missing (or invalid type) string parameter signAlgoParams")
     is_ec = KeyAlgorithm(credential.key_algorithm).is_ec
+    pss_hash = _pss_hash(params_b64) if sign_algo == _RSASSA_PSS and params_b64 else None
+    if params_b64 and sign_algo != _RSASSA_PSS and params_b64 != _ASN1_NULL:
+        raise invalid("Invalid parameter signAlgoParams: this signAlgo takes none")
     if sign_algo in _COMBINED:
         hash_algorithm, padding = _COMBINED[sign_algo]
         if hash_oid is not None and HASH_OIDS.get(hash_oid) is not hash_algorithm:
             raise invalid("Invalid parameter hashAlgorithmOID: it contradicts signAlgo")
     elif sign_algo in _KEY_OIDS:
         padding = _KEY_OIDS[sign_algo]
-        if hash_oid is None or hash_oid not in HASH_OIDS:
+        if hash_oid is None and pss_hash is not None:
+            hash_algorithm = pss_hash
+        elif hash_oid is None:
+            raise invalid("Missing (or invalid type) string parameter hashAlgorithmOID")
+        elif hash_oid not in HASH_OIDS:
             raise invalid("Invalid parameter hashAlgorithmOID: SHA-256, SHA-384 or SHA-512")
-        hash_algorithm = HASH_OIDS[hash_oid]
+        else:
+            hash_algorithm = HASH_OIDS[hash_oid]
+        if pss_hash is not None and pss_hash is not hash_algorithm:
+            raise invalid("Invalid parameter signAlgoParams: its hash contradicts the hash's")
     else:
         raise invalid("Invalid parameter signAlgo")
     if (padding is Padding.ECDSA) != is_ec:
         raise invalid("Invalid parameter signAlgo: the credential's key cannot do it")
     return SignatureScheme(hash_algorithm, padding)
+
+
+def _pss_hash(params_b64: str) -> HashAlgorithm:
+    """RSASSA-PSS-params (RFC 8017 A.2.3) as signAlgoParams: we sign with MGF1 over the same
+    hash, salt = hash length, trailer 1 (what TS 119 312 and pyHanko use); others are
+    refused rather than silently signed differently."""
+    try:
+        params = algos.RSASSAPSSParams.load(base64.b64decode(params_b64, validate=True))
+        hash_name = params["hash_algorithm"]["algorithm"].native
+        mgf = params["mask_gen_algorithm"]
+        mgf_hash = mgf["parameters"]["algorithm"].native
+        salt = params["salt_length"].native
+        trailer = params["trailer_field"].native
+        mgf_name = mgf["algorithm"].native
+    except (ValueError, TypeError, KeyError, binascii.Error) as exc:
+        raise invalid("Invalid parameter signAlgoParams: not RSASSA-PSS-params") from exc
+    try:
+        hash_algorithm = HashAlgorithm(hash_name)
+    except ValueError as exc:
+        raise invalid("Invalid parameter signAlgoParams: SHA-256, SHA-384 or SHA-512") from exc
+    if (
+        mgf_name != "mgf1"
+        or mgf_hash != hash_name
+        or salt != hash_algorithm.digest_size
+        or trailer != "trailer_field_bc"
+    ):
+        raise invalid(
+            "Invalid parameter signAlgoParams: only MGF1 with the same hash, salt length = "
+            "hash length and trailer 1"
+        )
+    return hash_algorithm

@@ -26,7 +26,7 @@ _ERROR = _answer(
     "CSC error",
     {"error": {"type": "string"}, "error_description": {"type": "string"}},
 )
-_ERRORS = {"400": _ERROR, "401": _ERROR, "403": _ERROR}
+_ERRORS = {"400": _ERROR, "401": _ERROR, "403": _ERROR, "503": _ERROR}
 _STRING = {"type": "string"}
 _STRINGS = {"type": "array", "items": _STRING}
 
@@ -64,15 +64,29 @@ def openapi() -> dict[str, Any]:
                 _answer("credentials", {"credentialIDs": _STRINGS}),
             ),
             "/csc/v2/credentials/info": _post(
-                "key, certificate chain (leaf first, base64 DER), authMode, SCAL",
-                _body(credential, ["credentialID"]),
+                "key, certificates (leaf first, base64 DER), auth (mode, OTP), SCAL",
+                _body(
+                    {
+                        **credential,
+                        "certificates": {"enum": ["none", "single", "chain"]},
+                        "certInfo": {"type": "boolean"},
+                        "authInfo": {"type": "boolean"},
+                    },
+                    ["credentialID"],
+                ),
                 _answer(
                     "credential",
                     {
+                        "description": _STRING,
+                        "signatureQualifier": _STRING,
                         "key": {"type": "object"},
                         "cert": {"type": "object"},
-                        "authMode": _STRING,
+                        "auth": {"type": "object"},
+                        "authMode": {"enum": ["implicit", "explicit"]},
+                        "OTP": {"type": "object"},
                         "SCAL": {"enum": ["1", "2"]},
+                        "multisign": {"type": "integer"},
+                        "lang": _STRING,
                     },
                 ),
             ),
@@ -103,6 +117,7 @@ def openapi() -> dict[str, Any]:
                         "hashes": {**_STRINGS, "maxItems": MAX_HASHES},
                         "hashAlgorithmOID": _STRING,
                         "signAlgo": _STRING,
+                        "signAlgoParams": _STRING,
                         "operationMode": {"enum": ["S"]},
                     },
                     ["credentialID", "hashes", "signAlgo"],

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, request
 from ca.clients import Client, authenticate
 from ca.errors import ErrorKind, SceauError
 from ca.web import json_body
-from signing.engine import CscError, SigningEngine, invalid
+from signing.engine import SIGN_ALGORITHMS, CscError, SigningEngine
 from signing.openapi import openapi
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,29 @@ def _sceau_error(exc: SceauError) -> Response:
     return _error(status, error, exc.detail)
 
 
-def _call(handler: Callable[[Client, dict[str, Any], datetime], dict[str, Any]]) -> Response:
-    client = authenticate(_engine().db, request.headers.get("Authorization"))
-    body = json_body() if request.get_data(cache=True) else {}
-    return _json(handler(client, body, datetime.now(UTC).replace(microsecond=0)))
+def _call(
+    handler: Callable[[Client, dict[str, Any], datetime], dict[str, Any]],
+    audited: str | None = None,
+) -> Response:
+    """Authenticate, parse, run. For the ``audited`` calls (those that authorise or sign),
+    a body refused before the engine sees it (not JSON, not an object) is an audit event
+    too; the engine records its own refusals."""
+    engine = _engine()
+    client = authenticate(engine.db, request.headers.get("Authorization"))
+    now = datetime.now(UTC).replace(microsecond=0)
+    try:
+        body = json_body() if request.get_data(cache=True) else {}
+    except SceauError as exc:
+        if audited is not None:
+            engine.refused(client, audited, None, exc.detail, now=now)
+        raise
+    return _json(handler(client, body, now))
+
+
+def _hashes(body: dict[str, Any]) -> Any:
+    """CSC v2 names the array "hashes"; v1 clients (pyHanko's CSCSigner among them) send
+    "hash", and "hashAlgo" for hashAlgorithmOID: both are accepted."""
+    return body["hashes"] if "hashes" in body else body.get("hash")
 
 
 @bp.route("/info", methods=["GET", "POST"])
@@ -89,6 +108,7 @@ def info() -> Response:
                 "credentials/authorize",
                 "signatures/signHash",
             ],
+            "signAlgorithms": {"algos": SIGN_ALGORITHMS},
         }
     )
 
@@ -101,7 +121,14 @@ def credentials_list() -> Response:
 @bp.post("/credentials/info")
 def credentials_info() -> Response:
     return _call(
-        lambda client, body, now: _engine().info(client, body.get("credentialID"), now=now)
+        lambda client, body, now: _engine().info(
+            client,
+            body.get("credentialID"),
+            certificates=body.get("certificates"),
+            cert_info=body.get("certInfo"),
+            auth_info=body.get("authInfo"),
+            now=now,
+        )
     )
 
 
@@ -111,7 +138,7 @@ def send_otp() -> Response:
         _engine().send_otp(client, body.get("credentialID"), now=now)
         return {}
 
-    return _call(handler)
+    return _call(handler, "credentials/sendOTP")
 
 
 @bp.post("/credentials/authorize")
@@ -121,32 +148,32 @@ def authorize() -> Response:
             client,
             body.get("credentialID"),
             body.get("numSignatures"),
-            body.get("hashes"),
+            _hashes(body),
             body.get("OTP"),
             now=now,
         )
         return {"SAD": sad, "expiresIn": expires_in}
 
-    return _call(handler)
+    return _call(handler, "credentials/authorize")
 
 
 @bp.post("/signatures/signHash")
 def sign_hash() -> Response:
     def handler(client: Client, body: dict[str, Any], now: datetime) -> dict[str, Any]:
-        if body.get("operationMode", "S") != "S":
-            raise invalid("Invalid parameter operationMode: only synchronous (S)")
         signatures = _engine().sign_hash(
             client,
             body.get("credentialID"),
             body.get("SAD"),
-            body.get("hashes"),
-            body.get("hashAlgorithmOID"),
+            _hashes(body),
+            body["hashAlgorithmOID"] if "hashAlgorithmOID" in body else body.get("hashAlgo"),
             body.get("signAlgo"),
+            sign_algo_params=body.get("signAlgoParams"),
+            operation_mode=body.get("operationMode"),
             now=now,
         )
         return {"signatures": [base64.b64encode(s).decode() for s in signatures]}
 
-    return _call(handler)
+    return _call(handler, "signatures/signHash")
 
 
 @bp.get("/openapi.json")

@@ -63,15 +63,20 @@ def test_seal_signs_unattended_and_openssl_verifies(pki: Pki, tmp_path: Path) ->
     issued = credential(pki, api, "seal-lcp")
     cid = issued["credential_id"]
     assert api.post("/csc/v2/credentials/list", {}).json["credentialIDs"] == [cid]
-    info = api.post("/csc/v2/credentials/info", {"credentialID": cid})
+    info = api.post(
+        "/csc/v2/credentials/info", {"credentialID": cid, "certificates": "chain", "certInfo": True}
+    )
     assert info.status_code == 200, info.json
     assert info.json["SCAL"] == "1" and info.json["authMode"] == "implicit"
+    assert info.json["auth"] == {"mode": "implicit"} and "OTP" not in info.json
+    assert info.json["signatureQualifier"] == "eu_eidas_aeseal"
     assert info.json["key"] == {
         "status": "enabled",
-        "algo": [EC_PUBLIC_KEY],
+        "algo": [EC_PUBLIC_KEY, ECDSA_SHA256, "1.2.840.10045.4.3.3", "1.2.840.10045.4.3.4"],
         "len": 256,
         "curve": "1.2.840.10045.3.1.7",
     }
+    assert info.json["cert"]["serialNumber"] == issued["serial"]
     certs = [base64.b64decode(c) for c in info.json["cert"]["certificates"]]
     assert len(certs) == 3 and info.json["cert"]["status"] == "valid"
 
@@ -131,7 +136,7 @@ def test_bad_sign_requests_sign_nothing(pki: Pki) -> None:
     cases = [
         (sign_hash(other, cid, [digest]), 400, "invalid_request", "credentialID"),
         (sign_hash(api, "cred-nope", [digest]), 400, "invalid_request", "credentialID"),
-        (sign_hash(api, cid, [digest[:31]]), 400, "invalid_request", "hash length"),
+        (sign_hash(api, cid, [digest[:31]]), 400, "invalid_request", "digest value length"),
         (
             sign_hash(api, cid, [digest], hashAlgorithmOID=SHA384),
             400,
@@ -329,3 +334,63 @@ def test_retired_keys_are_destroyed_after_the_grace_period(pki: Pki) -> None:
         assert row is not None and row.status == "destroyed" and row.destroyed_at is not None
     listed = api.post("/csc/v2/credentials/list", {}).json["credentialIDs"]
     assert listed == [kept["credential_id"]]
+
+
+def test_csc_conformance_of_info_and_parameters(pki: Pki) -> None:
+    """CSC v2.0.0.2 11.5 credentials/info (certificates none/single/chain, auth and the
+    v1 OTP object of a SCAL2 credential), and the v1 parameter names pyHanko sends."""
+    api = pki.client("person-qcp-n-qscd", "seal-lcp")
+    qscd = credential(pki, api, "person-qcp-n-qscd")["credential_id"]
+    info = api.post("/csc/v2/credentials/info", {"credentialID": qscd}).json
+    assert info["SCAL"] == "2" and info["authMode"] == "explicit"
+    assert info["signatureQualifier"] == "eu_eidas_qes" and info["multisign"] == 100
+    assert info["auth"]["mode"] == "explicit"
+    assert [o["type"] for o in info["auth"]["objects"]] == ["OTP"]
+    assert info["OTP"]["presence"] == "true" and info["OTP"]["type"] == "online"
+    assert len(info["cert"]["certificates"]) == 1  # "single" is the default
+    assert "subjectDN" not in info["cert"]  # certInfo defaults to false
+    none = api.post("/csc/v2/credentials/info", {"credentialID": qscd, "certificates": "none"})
+    assert "certificates" not in none.json["cert"] and none.json["cert"]["status"] == "valid"
+    chain = api.post("/csc/v2/credentials/info", {"credentialID": qscd, "certificates": "chain"})
+    assert len(chain.json["cert"]["certificates"]) == 3
+    for body, words in [
+        ({"certificates": "all"}, "Invalid parameter certificates"),
+        ({"certInfo": "yes"}, "Invalid parameter certInfo"),
+    ]:
+        bad = api.post("/csc/v2/credentials/info", {"credentialID": qscd, **body})
+        assert bad.status_code == 400 and bad.json["error_description"] == words, bad.json
+
+    digest = hashlib.sha256(b"x").digest()
+    for num, words in [
+        ("1", "Missing (or invalid type) integer parameter numSignatures"),
+        (101, "Numbers of signatures is too high"),
+        (2, "Invalid value for parameter numSignatures"),
+    ]:
+        bad = api.post(
+            "/csc/v2/credentials/authorize",
+            {
+                "credentialID": qscd,
+                "numSignatures": num,
+                "hashes": [base64.b64encode(digest).decode()],
+                "OTP": "123456",
+            },
+        )
+        assert bad.status_code == 400 and words in bad.json["error_description"], bad.json
+
+    seal = credential(pki, api, "seal-lcp")["credential_id"]
+    v1 = api.post(
+        "/csc/v2/signatures/signHash",
+        {
+            "credentialID": seal,
+            "hash": [base64.b64encode(digest).decode()],
+            "hashAlgo": SHA256,
+            "signAlgo": EC_PUBLIC_KEY,
+        },
+    )
+    assert v1.status_code == 200 and len(v1.json["signatures"]) == 1, v1.json
+    params = sign_hash(api, seal, [digest], signAlgoParams=base64.b64encode(b"\x30\x00").decode())
+    assert params.status_code == 400 and "signAlgoParams" in params.json["error_description"]
+    mode = sign_hash(api, seal, [digest], operationMode="A")
+    assert mode.status_code == 400 and "operationMode" in mode.json["error_description"]
+    service = api.http.post("/csc/v2/info", json={}).json
+    assert ECDSA_SHA256 in service["signAlgorithms"]["algos"]
