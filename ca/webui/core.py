@@ -140,7 +140,7 @@ def role_required(
             if active is None:
                 if request.method == "GET":
                     target = request.full_path.rstrip("?")
-                    return redirect_to(url_for("webui.login") + "?next=" + quote(target))
+                    return redirect_to(url_for("webui.login") + "?next=" + quote(target), 302)
                 raise PageError(401, "your session has ended: log in again")
             if active.account.role not in allowed:
                 raise PageError(
