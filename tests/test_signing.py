@@ -392,5 +392,5 @@ def test_csc_conformance_of_info_and_parameters(pki: Pki) -> None:
     assert params.status_code == 400 and "signAlgoParams" in params.json["error_description"]
     mode = sign_hash(api, seal, [digest], operationMode="A")
     assert mode.status_code == 400 and "operationMode" in mode.json["error_description"]
-    service = api.http.post("/csc/v2/info", json={}).json
+    service = api.post("/csc/v2/info", {}).json
     assert ECDSA_SHA256 in service["signAlgorithms"]["algos"]

@@ -284,8 +284,10 @@ def test_owner_without_email_gets_no_otp(
     cid = issued.json["credential_id"]
     config = smtp_home(pki, tmp_path / "home", smtp_port=smtp_plain, smtp_security="none")
     csc = signing_api(pki, config, api)
+    before = audit_count(pki, "signing.refused")
     resp = csc.post("/csc/v2/credentials/sendOTP", {"credentialID": cid})
     assert resp.status_code == 400, resp.json
+    assert audit_count(pki, "signing.refused") == before + 1
     assert resp.json["error"] == "invalid_request"
     assert "no address for the smtp OTP channel" in resp.json["error_description"]
     assert mailbox.messages == []
