@@ -6,7 +6,7 @@ import json
 
 from flask import Flask, Response
 
-from ca import api
+from ca import api, auditui
 from ca.config import SceauConfig
 from ca.context import ServiceContext, context
 from ca.openapi import openapi_document
@@ -19,6 +19,7 @@ def create_app(config: SceauConfig | None = None, ctx: ServiceContext | None = N
     ctx.attach(app)
     install_common(app, "ca", max_body_bytes=ctx.config.service.max_body_bytes, schema=ctx.schema())
     app.register_blueprint(api.bp)
+    auditui.install(app)  # /audit: the auditors' read-only UI
 
     @app.get("/ca/openapi.json")
     def openapi() -> Response:
