@@ -12,6 +12,18 @@ from ca import __version__
 from ca.authority import REVOCATION_REASONS
 from ca.profiles import DOCUMENT_TYPES, ProofMethod
 
+# registration/evidence.py KINDS (the core may not import a service).
+EVIDENCE_KINDS = (
+    "document-front",
+    "document-back",
+    "portrait",
+    "company-extract",
+    "mandate",
+    "representative-document-front",
+    "representative-document-back",
+    "other",
+)
+
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 _JSON = "application/json"
 
@@ -34,14 +46,54 @@ def _string(**extra: Any) -> dict[str, Any]:
 
 def _schemas(profiles: list[str]) -> dict[str, Any]:
     date_time = _string(format="date-time")
+    person = {
+        "given_name": _string(maxLength=128),
+        "surname": _string(maxLength=128),
+        "birth_date": _string(format="date"),
+        "birth_place": _string(maxLength=128),
+        "email": _string(format="email"),
+        "mobile": _string(pattern="^\\+[1-9][0-9]{6,14}$", description="E.164; spaces dropped"),
+    }
+    document = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["type", "number", "issuing_country", "expires_on"],
+        "properties": {
+            "type": {"enum": list(DOCUMENT_TYPES)},
+            "number": _string(maxLength=128),
+            "issuing_country": _string(pattern="^[A-Z]{2}$"),
+            "issuing_authority": _string(maxLength=128),
+            "expires_on": _string(format="date"),
+        },
+    }
+    representative = {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "legal persons: the natural person acting for it (TS 119 461 9.4)",
+        "required": ["given_name", "surname", "mandate"],
+        "properties": {
+            **person,
+            "nationality": _string(pattern="^[A-Z]{2}$"),
+            "role": _string(maxLength=128),
+            "document": document,
+            "mandate": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["type"],
+                "properties": {
+                    "type": {"enum": ["registry-listing", "power-of-attorney", "board-resolution"]},
+                    "reference": _string(maxLength=128),
+                },
+            },
+        },
+    }
     natural = {
         "type": "object",
         "additionalProperties": False,
         "required": ["given_name", "surname", "country"],
         "properties": {
-            "given_name": _string(maxLength=128),
-            "surname": _string(maxLength=128),
-            "email": _string(format="email"),
+            **person,
+            "nationality": _string(pattern="^[A-Z]{2}$"),
             "country": _string(pattern="^[A-Z]{2}$"),
         },
     }
@@ -58,6 +110,7 @@ def _schemas(profiles: list[str]) -> dict[str, Any]:
             "common_name": _string(maxLength=128, description="defaults to organization_name"),
             "email": _string(format="email"),
             "country": _string(pattern="^[A-Z]{2}$"),
+            "registered_address": _string(maxLength=256),
         },
     }
     return {
@@ -73,17 +126,23 @@ def _schemas(profiles: list[str]) -> dict[str, Any]:
                     "when one of its profiles accepts it); others wait for an officer",
                 },
                 "subject": {"oneOf": [natural, legal]},
-                "document": {
+                "document": document,
+                "representative": representative,
+                "eid": {
                     "type": "object",
                     "additionalProperties": False,
-                    "required": ["type", "number", "issuing_country", "expires_on"],
+                    "description": "required for method eid, refused otherwise",
+                    "required": ["scheme", "level"],
                     "properties": {
-                        "type": {"enum": list(DOCUMENT_TYPES)},
-                        "number": _string(maxLength=128),
-                        "issuing_country": _string(pattern="^[A-Z]{2}$"),
-                        "expires_on": _string(format="date"),
+                        "scheme": _string(maxLength=128),
+                        "level": {"enum": ["substantial", "high"]},
                     },
                 },
+                "webhook_url": _string(
+                    maxLength=512,
+                    description="https (http only on the loopback): the decision is POSTed "
+                    "there, signed (Sceau-Signature); the client needs a webhook secret",
+                ),
             },
         },
         "IdentityProof": {
@@ -101,7 +160,7 @@ def _schemas(profiles: list[str]) -> dict[str, Any]:
             ],
             "properties": {
                 "id": _string(),
-                "status": {"enum": ["pending", "verified", "rejected"]},
+                "status": {"enum": ["pending", "verified", "rejected", "purged"]},
                 "subject_kind": {"enum": ["natural", "legal"]},
                 "method": _string(),
                 "subject": {"type": "object"},
@@ -109,6 +168,23 @@ def _schemas(profiles: list[str]) -> dict[str, Any]:
                 "created_at": date_time,
                 "verified_at": {"oneOf": [date_time, {"type": "null"}]},
                 "usable_until": {"oneOf": [date_time, {"type": "null"}]},
+                "decided_at": {"oneOf": [date_time, {"type": "null"}]},
+                "rejection_reason": {"oneOf": [_string(), {"type": "null"}]},
+                "representative": {"type": "object"},
+                "eid": {"type": "object"},
+                "webhook_url": {"oneOf": [_string(), {"type": "null"}]},
+                "files": {"type": "array", "items": {"$ref": "#/components/schemas/EvidenceFile"}},
+            },
+        },
+        "EvidenceFile": {
+            "type": "object",
+            "required": ["id", "kind", "media_type", "size", "created_at"],
+            "properties": {
+                "id": {"type": "integer"},
+                "kind": _string(),
+                "media_type": {"enum": ["image/jpeg", "image/png", "application/pdf"]},
+                "size": {"type": "integer"},
+                "created_at": date_time,
             },
         },
         "CertificateRequest": {
@@ -229,7 +305,34 @@ def openapi_document(base_url: str, profiles: list[str]) -> dict[str, Any]:
                     "parameters": [proof_id],
                     "responses": {
                         "200": _json_response("the proof", "#/components/schemas/IdentityProof"),
-                        **_problems(401, 404),
+                        **_problems(401, 404, 409),
+                    },
+                }
+            },
+            "/ra/api/v1/identity-proofs/{proof_id}/files": {
+                "post": {
+                    "summary": "Attach an evidence file to a pending proof (raw body)",
+                    "description": "JPEG, PNG or PDF up to [registration] max_upload_bytes "
+                    "(10 MB), recognised by content; Content-Type must match it.",
+                    "parameters": [
+                        proof_id,
+                        {
+                            "name": "kind",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"enum": list(EVIDENCE_KINDS)},
+                        },
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            media: {"schema": {"type": "string", "format": "binary"}}
+                            for media in ("image/jpeg", "image/png", "application/pdf")
+                        },
+                    },
+                    "responses": {
+                        "201": _json_response("stored", "#/components/schemas/EvidenceFile"),
+                        **_problems(401, 404, 409, 413, 415, 422),
                     },
                 }
             },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from flask import Flask
 from werkzeug.test import Client
@@ -19,13 +20,14 @@ from tsa.app import create_app as create_tsa
 
 def test_every_service_answers_health_and_metrics(pki: Pki) -> None:
     no_jobs = {"start_jobs": False}  # services with schedulers must not leave them running
-    for factory, extra in (
+    factories: list[tuple[Callable[..., Flask], dict[str, bool]]] = [
         (create_ca, {}),
-        (create_registration, {}),
+        (create_registration, no_jobs),
         (create_tsa, no_jobs),
         (create_ocsp, no_jobs),
         (create_crl, no_jobs),
-    ):
+    ]
+    for factory, extra in factories:
         app: Flask = factory(ctx=pki.ctx, **extra)
         http = Client(app)
         health = http.get("/healthz")
@@ -63,8 +65,8 @@ def test_openapi_describes_exactly_the_platform_api(pki: Pki) -> None:
         (path, method.upper()) for path, item in document["paths"].items() for method in item
     }
     routes = set()
-    for factory in (create_ca, create_registration):
-        for rule in factory(ctx=pki.ctx).url_map.iter_rules():
+    for app in (create_ca(ctx=pki.ctx), create_registration(ctx=pki.ctx, start_jobs=False)):
+        for rule in app.url_map.iter_rules():
             if rule.rule.startswith(("/ca/api/", "/ra/api/")):
                 routes |= {
                     (_flask_path(rule.rule), m)
