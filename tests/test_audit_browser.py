@@ -1,0 +1,143 @@
+"""The auditor UI in real headless Chromium against a live server: an auditor logs in with
+password and TOTP, filters the log, opens an event (checkpoint, proven inclusion), exports
+the filtered range and the export verifies offline; an RA officer cannot reach /audit.
+
+Screenshots land in tests/output/screenshots/ (ignored by git), beside the officer UI's."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from werkzeug.serving import make_server
+
+from ca import audit
+from ca.audit_export import verify_export
+from ca.checkpoints import CheckpointMaker
+from ca.officers import Role
+from tests.conftest import Pki
+from tests.ra_admin_fixtures import ADMIN, Person, new_person
+from tsa.authority import TimestampAuthority
+from tsa.checkpoint_job import LocalTimestamper
+
+SHOTS = Path(__file__).parent / "output" / "screenshots"
+
+
+@pytest.fixture
+def live(pki: Pki) -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, pki.app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox"], headless=True
+        )
+        yield chromium
+        chromium.close()
+
+
+def shot(page: Page, pki: Pki, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{pki.backend}-audit-{name}.png"), full_page=True)
+
+
+def fill_login(page: Page, person: Person) -> None:
+    page.get_by_label("Name").fill(person.name)
+    page.get_by_label("Password").fill(person.password)
+    page.get_by_label("Authenticator code").fill(person.code())
+    page.get_by_role("button", name="Log in").click()
+
+
+@pytest.fixture
+def issued(pki: Pki) -> str:
+    tag = f"client:browser-{datetime.now(UTC).strftime('%H%M%S%f')}"
+    for i in range(12):
+        with pki.ctx.db.write() as session:
+            audit.append(
+                session,
+                actor=tag,
+                action="certificate.issued",
+                details={"profile": "person-lcp", "serial": format(0xBEE00 + i, "x")},
+                at=datetime.now(UTC),
+            )
+    authority = TimestampAuthority.from_config(
+        pki.config, pki.ctx.db, pki.ctx.keys, pki.ctx.profiles
+    )
+    CheckpointMaker(
+        pki.ctx.db, pki.ctx.keys, LocalTimestamper(authority), key_label="sceau-audit"
+    ).make(datetime.now(UTC))
+    authority.records.close()
+    return tag
+
+
+def test_auditor_filters_opens_and_exports(
+    pki: Pki, live: str, browser: Browser, issued: str, tmp_path: Path
+) -> None:
+    auditor = new_person(pki, Role.AUDITOR)
+    page = browser.new_context(accept_downloads=True).new_page()
+    page.goto(f"{live}/audit/")
+    expect(page).to_have_url(f"{live}/audit/login?next=/audit/")
+    shot(page, pki, "login")
+    fill_login(page, auditor)
+    expect(page).to_have_url(f"{live}/audit/")
+    expect(page.get_by_role("heading", name="Audit events")).to_be_visible()
+
+    page.get_by_label("Actor").fill(issued)
+    page.get_by_label("Serial").fill("0xBEE07")
+    page.get_by_role("button", name="Filter").click()
+    rows = page.locator("tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("certificate.issued")
+    shot(page, pki, "filtered")
+
+    page.get_by_label("Serial").fill("")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("tbody tr")).to_have_count(12)
+
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Export with checkpoints and proofs").click()
+    target = tmp_path / "export.jsonl"
+    download_info.value.save_as(target)
+    report = verify_export(target.read_text())
+    assert report.failure is None and report.events == 12 and report.checkpoints >= 1
+
+    page.locator("tbody tr").first.get_by_role("link").click()
+    expect(page.get_by_role("heading", name="Audit event")).to_be_visible()
+    expect(page.get_by_text("proven", exact=True)).to_be_visible()
+    shot(page, pki, "event")
+
+    page.get_by_role("link", name="Issuance statistics").click()
+    expect(
+        page.get_by_role("heading", name="Certificates issued per profile and month")
+    ).to_be_visible()
+    shot(page, pki, "stats")
+
+
+def test_ra_officer_cannot_reach_audit(pki: Pki, live: str, browser: Browser) -> None:
+    officer = new_person(pki, Role.RA_OFFICER)
+    page = browser.new_context().new_page()
+    # At the auditor UI's own login: refused.
+    page.goto(f"{live}/audit/login")
+    fill_login(page, officer)
+    expect(page.get_by_text("no access")).to_be_visible()
+    # Logged in at /ra/admin, the shared cookie still does not open /audit.
+    page.goto(f"{live}{ADMIN}/login")
+    fill_login(page, officer)
+    expect(page).to_have_url(f"{live}{ADMIN}/queue")
+    response = page.goto(f"{live}/audit/")
+    assert response is not None and response.status == 403
+    expect(page.get_by_text("may not do this")).to_be_visible()
+    shot(page, pki, "ra-officer-forbidden")
