@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from flask import Flask, Response
 
 from ca import api, auditui
 from ca.config import SceauConfig
+from ca.config_audit import record_config
 from ca.context import ServiceContext, context
 from ca.openapi import openapi_document
 from ca.web import install_common
@@ -20,6 +22,8 @@ def create_app(config: SceauConfig | None = None, ctx: ServiceContext | None = N
     install_common(app, "ca", max_body_bytes=ctx.config.service.max_body_bytes, schema=ctx.schema())
     app.register_blueprint(api.bp)
     auditui.install(app)  # /audit: the auditors' read-only UI
+    # A changed sceau.toml is a configuration change: audited when the CA starts on it.
+    record_config(ctx.db, ctx.config, now=datetime.now(UTC), actor="system:ca-service")
 
     @app.get("/ca/openapi.json")
     def openapi() -> Response:

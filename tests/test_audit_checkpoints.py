@@ -377,3 +377,25 @@ def test_unreadable_export_is_refused(text: str, tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(text)
     assert main(["audit", "verify", "--export", str(path)]) == 2
+
+
+def test_configuration_change_is_audited(pki: Pki) -> None:
+    import dataclasses
+
+    from ca.config_audit import record_config
+
+    db, config = pki.ctx.db, pki.config
+    record_config(db, config, now=datetime.now(UTC), actor="test")  # the CA app did it already
+    assert not record_config(db, config, now=datetime.now(UTC), actor="test")
+    changed = dataclasses.replace(config, crl=dataclasses.replace(config.crl, shards=3))
+    assert record_config(db, changed, now=datetime.now(UTC), actor="system:test")
+    with db.read() as session:
+        ev = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "config.loaded")
+            .order_by(AuditEvent.seq.desc())
+        ).first()
+    assert ev is not None and ev.actor == "system:test" and ev.details["changed"] == ["crl.shards"]
+    text = json.dumps(ev.details)
+    assert config.hsm.user_pin not in text and "user_pin" not in text
+    assert record_config(db, config, now=datetime.now(UTC), actor="system:test")  # and back
