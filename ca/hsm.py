@@ -318,18 +318,30 @@ class KeyStore:
     def sign_digest(self, label: str, digest: bytes, scheme: SignatureScheme) -> bytes:
         """Sign a digest made outside the token. ECDSA comes back DER-encoded, as X.509
         and CMS carry it; RSA as the raw signature block."""
-        if len(digest) != scheme.hash.digest_size:
-            raise SceauError(
-                ErrorKind.INVALID,
-                f"a {scheme.hash.value} digest has {scheme.hash.digest_size} bytes,"
-                f" not {len(digest)}",
-            )
+        (signature,) = self.sign_digests(label, [digest], scheme)
+        return signature
+
+    def sign_digests(
+        self, label: str, digests: list[bytes], scheme: SignatureScheme
+    ) -> list[bytes]:
+        """Sign several digests with one key under one hold of the process lock (a remote
+        signing batch): the key lookup and the locking are paid once, not per digest."""
+        for digest in digests:
+            if len(digest) != scheme.hash.digest_size:
+                raise SceauError(
+                    ErrorKind.INVALID,
+                    f"a {scheme.hash.value} digest has {scheme.hash.digest_size} bytes,"
+                    f" not {len(digest)}",
+                )
         mechanism, param = _MECHANISMS[scheme.padding, scheme.hash]
         if scheme.padding is Padding.PKCS1V15:
             # RSA_PKCS only pads: the DigestInfo naming the hash is ours to add (RFC 8017 §9.2).
-            digest = algos.DigestInfo(
-                {"digest_algorithm": {"algorithm": scheme.hash.value}, "digest": digest}
-            ).dump()
+            digests = [
+                algos.DigestInfo(
+                    {"digest_algorithm": {"algorithm": scheme.hash.value}, "digest": d}
+                ).dump()
+                for d in digests
+            ]
         with self._calling(f"signing with key {label!r} on") as token:
             key, key_type = self._signer(token, label)
             if key_type is not _KEY_TYPE[scheme.padding]:
@@ -338,10 +350,10 @@ class KeyStore:
                     f"key {label!r} is {key_type.name}; {scheme.padding.value} needs"
                     f" {_KEY_TYPE[scheme.padding].name}",
                 )
-            signature = key.sign(digest, mechanism=mechanism, mechanism_param=param)
+            signatures = [key.sign(d, mechanism=mechanism, mechanism_param=param) for d in digests]
         if scheme.padding is Padding.ECDSA:
-            return _ecdsa_der(signature)
-        return signature
+            return [_ecdsa_der(s) for s in signatures]
+        return signatures
 
     def generate_secret(self, label: str, kind: SecretKind) -> None:
         """Generate a 256-bit secret key in the token: sensitive, never extractable, able to

@@ -343,9 +343,8 @@ class SigningEngine:
             # Sole control: the platform's token alone never signs with a qualified key.
             self._consume_sad(key.id, sad, digests, now)
         # CSC returns each signature as it would sit in a CMS SignerInfo: for ECDSA the DER
-        # ECDSA-Sig-Value, as KeyStore.sign_digest gives it (what pyHanko's CSC client embeds).
-        sign, label = self.keys.sign_digest, key.key_label
-        signatures = [sign(label, d, scheme) for d in digests]
+        # ECDSA-Sig-Value, as KeyStore.sign_digests gives it (what pyHanko's CSC client embeds).
+        signatures = self.keys.sign_digests(key.key_label, digests, scheme)
         with self.db.write() as session:
             audit.append(
                 session,
