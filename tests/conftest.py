@@ -26,6 +26,10 @@ from sceau.devserver import create_app
 from sceau.home import init_home
 from tests.pgcluster import PgCluster, find_pg_bin, start_cluster
 
+# Fixtures shared by the browser tests (live server, Chromium): registered here so that
+# test modules take them by name without importing them.
+pytest_plugins = ["tests.browser_fixtures"]
+
 BIN = Path(sys.executable).parent
 PUBLIC_URL = "http://pki.example.com"  # a public-suffix host, so pkilint judges for real
 DOCUMENTS_URL = "https://pki.example.com"

@@ -55,12 +55,15 @@ def form_token(html: str) -> str:
     return match.group(1)
 
 
-def login(pki: Pki, person: Person, http: WsgiClient | None = None) -> WsgiClient:
+def login(
+    pki: Pki, person: Person, http: WsgiClient | None = None, *, ui: str = ADMIN
+) -> WsgiClient:
+    """Log ``person`` in on the UI mounted at ``ui`` (/ra/admin, /audit)."""
     http = http or WsgiClient(pki.app)
-    page = http.get(f"{ADMIN}/login")
+    page = http.get(f"{ui}/login")
     assert page.status_code == 200
     resp = http.post(
-        f"{ADMIN}/login",
+        f"{ui}/login",
         data={
             "csrf_token": form_token(page.text),
             "name": person.name,

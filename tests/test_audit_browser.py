@@ -6,52 +6,21 @@ Screenshots land in tests/output/screenshots/ (ignored by git), beside the offic
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from werkzeug.serving import make_server
+from playwright.sync_api import Browser, Page, expect
 
 from ca import audit
 from ca.audit_export import verify_export
 from ca.checkpoints import CheckpointMaker
 from ca.officers import Role
+from tests.browser_fixtures import shot
 from tests.conftest import Pki
 from tests.ra_admin_fixtures import ADMIN, Person, new_person
 from tsa.authority import TimestampAuthority
 from tsa.checkpoint_job import LocalTimestamper
-
-SHOTS = Path(__file__).parent / "output" / "screenshots"
-
-
-@pytest.fixture
-def live(pki: Pki) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, pki.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=["--no-sandbox"], headless=True
-        )
-        yield chromium
-        chromium.close()
-
-
-def shot(page: Page, pki: Pki, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{pki.backend}-audit-{name}.png"), full_page=True)
 
 
 def fill_login(page: Page, person: Person) -> None:
@@ -90,7 +59,7 @@ def test_auditor_filters_opens_and_exports(
     page = browser.new_context(accept_downloads=True).new_page()
     page.goto(f"{live}/audit/")
     expect(page).to_have_url(f"{live}/audit/login?next=/audit/")
-    shot(page, pki, "login")
+    shot(page, pki, "audit-login")
     fill_login(page, auditor)
     expect(page).to_have_url(f"{live}/audit/")
     expect(page.get_by_role("heading", name="Audit events")).to_be_visible()
@@ -101,7 +70,7 @@ def test_auditor_filters_opens_and_exports(
     rows = page.locator("tbody tr")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("certificate.issued")
-    shot(page, pki, "filtered")
+    shot(page, pki, "audit-filtered")
 
     page.get_by_label("Serial").fill("")
     page.get_by_role("button", name="Filter").click()
@@ -117,13 +86,13 @@ def test_auditor_filters_opens_and_exports(
     page.locator("tbody tr").first.get_by_role("link").click()
     expect(page.get_by_role("heading", name="Audit event")).to_be_visible()
     expect(page.get_by_text("proven", exact=True)).to_be_visible()
-    shot(page, pki, "event")
+    shot(page, pki, "audit-event")
 
     page.get_by_role("link", name="Issuance statistics").click()
     expect(
         page.get_by_role("heading", name="Certificates issued per profile and month")
     ).to_be_visible()
-    shot(page, pki, "stats")
+    shot(page, pki, "audit-stats")
 
 
 def test_ra_officer_cannot_reach_audit(pki: Pki, live: str, browser: Browser) -> None:
@@ -140,4 +109,4 @@ def test_ra_officer_cannot_reach_audit(pki: Pki, live: str, browser: Browser) ->
     response = page.goto(f"{live}/audit/")
     assert response is not None and response.status == 403
     expect(page.get_by_text("may not do this")).to_be_visible()
-    shot(page, pki, "ra-officer-forbidden")
+    shot(page, pki, "audit-ra-officer-forbidden")

@@ -16,7 +16,7 @@ from ca.audit_export import verify_export
 from ca.checkpoints import CheckpointMaker
 from ca.officers import Role
 from tests.conftest import Pki
-from tests.ra_admin_fixtures import Person, form_token, new_person
+from tests.ra_admin_fixtures import Person, form_token, login, new_person
 from tsa.authority import TimestampAuthority
 from tsa.checkpoint_job import LocalTimestamper
 
@@ -24,20 +24,7 @@ AUDIT = "/audit"
 
 
 def audit_login(pki: Pki, person: Person) -> WsgiClient:
-    http = WsgiClient(pki.app)
-    page = http.get(f"{AUDIT}/login")
-    assert page.status_code == 200
-    resp = http.post(
-        f"{AUDIT}/login",
-        data={
-            "csrf_token": form_token(page.text),
-            "name": person.name,
-            "password": person.password,
-            "code": person.code(),
-        },
-    )
-    assert resp.status_code == 303, resp.text
-    return http
+    return login(pki, person, ui=AUDIT)
 
 
 @pytest.fixture(scope="module")

@@ -9,47 +9,14 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from werkzeug.serving import make_server
+from playwright.sync_api import Browser, Page, expect
 
 from ca.officers import Role
+from tests.browser_fixtures import shot
 from tests.conftest import Pki
 from tests.ra_admin_fixtures import ADMIN, LEGAL, NATURAL, Person, new_person, png, submit
-
-SHOTS = Path(__file__).parent / "output" / "screenshots"
-
-
-@pytest.fixture
-def live(pki: Pki) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, pki.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=["--no-sandbox"], headless=True
-        )
-        yield chromium
-        chromium.close()
-
-
-def shot(page: Page, pki: Pki, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{pki.backend}-{name}.png"), full_page=True)
 
 
 def log_in(browser: Browser, base: str, person: Person, **context: Any) -> Page:
