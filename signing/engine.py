@@ -256,22 +256,96 @@ class SigningEngine:
     ) -> list[bytes]:
         """CSC 11.9 signatures/signHash: one signature per hash, in their order."""
         with self._refusals(client, "signatures/signHash", credential_id, now):
-            return self._sign_hash(
-                client,
-                credential_id,
-                sad,
-                hashes_b64,
-                hash_oid,
-                sign_algo,
-                sign_algo_params=sign_algo_params,
-                operation_mode=operation_mode,
-                now=now,
-            )
+            if operation_mode not in (None, "S"):
+                raise invalid("Invalid parameter operationMode: only synchronous (S)")
+            key = self._signing_key(client, credential_id)
+            # Lifecycle (EN 419 241-1): a revoked or expired certificate's key signs nothing,
+            # checked on the row at every call, so a revocation takes effect at once.
+            if not _valid(key, now):
+                raise invalid(f"Signing certificate is {_cert_status(key, now)}")
+            digests = _digests(hashes_b64)
+            scheme = _scheme(key.key_algorithm, hash_oid, sign_algo, sign_algo_params)
+            for digest in digests:
+                if len(digest) != scheme.hash.digest_size:
+                    raise invalid(
+                        f"Invalid digest value length: {scheme.hash.value} hashes have "
+                        f"{scheme.hash.digest_size} bytes, one has {len(digest)}"
+                    )
+            if key.scal == 2:
+                # Sole control: the platform's token alone never signs with a qualified key.
+                self._consume_sad(key.id, sad, digests, now)
+            # CSC returns each signature as it would sit in a CMS SignerInfo: for ECDSA the DER
+            # ECDSA-Sig-Value, as KeyStore.sign_digests gives it (what pyHanko's CSC client embeds).
+            signatures = self.keys.sign_digests(key.key_label, digests, scheme)
+            with self.db.write() as session:
+                audit.append(
+                    session,
+                    actor=client.actor,
+                    action="signing.sign_hash",
+                    at=now,
+                    details={
+                        "credential": key.id,
+                        "hashes": len(digests),
+                        "algorithm": f"{scheme.hash.value}-{scheme.padding.value}",
+                    },
+                )
+            return signatures
 
     def send_otp(self, client: Client, credential_id: Any, *, now: datetime) -> None:
         """CSC 11.7 credentials/sendOTP: a new code to the owner of a SCAL2 credential."""
         with self._refusals(client, "credentials/sendOTP", credential_id, now):
-            self._send_otp(client, credential_id, now=now)
+            credential, cert = self._owned(client, credential_id)
+            if credential.scal != 2:
+                raise invalid("Invalid parameter credentialID: this credential uses no OTP")
+            if not _valid(cert, now):
+                raise invalid(f"Invalid credential: the certificate is {_cert_status(cert, now)}")
+            recipient = self._recipient(credential, cert)
+            if not self.otp_sender.reachable(recipient):
+                raise invalid(
+                    f"No OTP can be sent: the credential's owner has no address for the "
+                    f"{self.otp_sender.channel} OTP channel in their identity proof"
+                )
+            code = f"{secrets.randbelow(10**6):06d}"
+            expires_at = now + timedelta(seconds=self.config.otp_ttl_seconds)
+            code_hash = _otp_hash(credential.id, code, expires_at)
+            with self.db.write() as session:
+                # One live code per credential: a new one replaces the last, and its attempts
+                # count afresh only because a new random code is as hard to guess.
+                session.execute(
+                    delete(OneTimeCode).where(OneTimeCode.credential_id == credential.id)
+                )
+                session.add(
+                    OneTimeCode(
+                        credential_id=credential.id,
+                        code_hash=code_hash,
+                        expires_at=expires_at,
+                        attempts=0,
+                        used_at=None,
+                    )
+                )
+            try:
+                self.otp_sender.send(recipient, code, self.config.otp_ttl_seconds)
+            except OtpDeliveryError as exc:
+                # No live code that nobody received: the owner asks again once the channel is back.
+                log.warning("OTP for %s not sent: %s", credential.id, exc)
+                with self.db.write() as session:
+                    session.execute(
+                        delete(OneTimeCode).where(OneTimeCode.credential_id == credential.id)
+                    )
+                raise CscError(
+                    503,
+                    "temporarily_unavailable",
+                    f"The OTP could not be sent through the {self.otp_sender.channel} channel: "
+                    "try again later",
+                ) from None
+            with self.db.write() as session:
+                audit.append(
+                    session,
+                    actor=client.actor,
+                    action="signing.otp_sent",
+                    at=now,
+                    details={"credential": credential.id, "channel": self.otp_sender.channel},
+                )
 
     def authorize(
         self,
@@ -286,7 +360,42 @@ class SigningEngine:
         """CSC 11.6 credentials/authorize: check the owner's OTP, then give a SAD bound to
         the credential, these hashes and their count. Returns (SAD, seconds it lives)."""
         with self._refusals(client, "credentials/authorize", credential_id, now):
-            return self._authorize(client, credential_id, num_signatures, hashes_b64, otp, now=now)
+            credential, cert = self._owned(client, credential_id)
+            if credential.scal != 2:
+                raise invalid("Invalid parameter credentialID: a SCAL1 credential needs no SAD")
+            if not _valid(cert, now):
+                raise invalid(f"Invalid credential: the certificate is {_cert_status(cert, now)}")
+            if not isinstance(num_signatures, int) or isinstance(num_signatures, bool):
+                raise invalid("Missing (or invalid type) integer parameter numSignatures")
+            if num_signatures > MAX_HASHES:
+                raise invalid(f"Numbers of signatures is too high: multisign is {MAX_HASHES}")
+            digests = _digests(hashes_b64)
+            if num_signatures != len(digests):
+                raise invalid("Invalid value for parameter numSignatures: it must count the hashes")
+            if not isinstance(otp, str) or not otp:
+                raise invalid("Missing (or invalid type) string parameter OTP")
+            self._check_otp(client, credential, otp, now)
+            sad = secrets.token_urlsafe(32)
+            ttl = self.config.sad_ttl_seconds
+            with self.db.write() as session:
+                session.add(
+                    SignatureActivation(
+                        sad_hash=_sha256_hex(sad.encode()),
+                        credential_id=credential.id,
+                        hashes_digest=_hashes_digest(digests),
+                        count=len(digests),
+                        expires_at=now + timedelta(seconds=ttl),
+                        used_at=None,
+                    )
+                )
+                audit.append(
+                    session,
+                    actor=client.actor,
+                    action="signing.authorized",
+                    at=now,
+                    details={"credential": credential.id, "hashes": len(digests)},
+                )
+            return sad, ttl
 
     def refused(
         self, client: Client, call: str, credential_id: Any, reason: str, *, now: datetime
@@ -311,106 +420,6 @@ class SigningEngine:
             self.refused(client, call, credential_id, exc.description, now=now)
             raise
 
-    def _sign_hash(
-        self,
-        client: Client,
-        credential_id: Any,
-        sad: Any,
-        hashes_b64: Any,
-        hash_oid: Any,
-        sign_algo: Any,
-        *,
-        sign_algo_params: Any = None,
-        operation_mode: Any = None,
-        now: datetime,
-    ) -> list[bytes]:
-        if operation_mode not in (None, "S"):
-            raise invalid("Invalid parameter operationMode: only synchronous (S)")
-        key = self._signing_key(client, credential_id)
-        # Lifecycle (EN 419 241-1): a revoked or expired certificate's key signs nothing,
-        # checked on the row at every call, so a revocation takes effect at once.
-        if not _valid(key, now):
-            raise invalid(f"Signing certificate is {_cert_status(key, now)}")
-        digests = _digests(hashes_b64)
-        scheme = _scheme(key.key_algorithm, hash_oid, sign_algo, sign_algo_params)
-        for digest in digests:
-            if len(digest) != scheme.hash.digest_size:
-                raise invalid(
-                    f"Invalid digest value length: {scheme.hash.value} hashes have "
-                    f"{scheme.hash.digest_size} bytes, one has {len(digest)}"
-                )
-        if key.scal == 2:
-            # Sole control: the platform's token alone never signs with a qualified key.
-            self._consume_sad(key.id, sad, digests, now)
-        # CSC returns each signature as it would sit in a CMS SignerInfo: for ECDSA the DER
-        # ECDSA-Sig-Value, as KeyStore.sign_digests gives it (what pyHanko's CSC client embeds).
-        signatures = self.keys.sign_digests(key.key_label, digests, scheme)
-        with self.db.write() as session:
-            audit.append(
-                session,
-                actor=client.actor,
-                action="signing.sign_hash",
-                at=now,
-                details={
-                    "credential": key.id,
-                    "hashes": len(digests),
-                    "algorithm": f"{scheme.hash.value}-{scheme.padding.value}",
-                },
-            )
-        return signatures
-
-    def _send_otp(self, client: Client, credential_id: Any, *, now: datetime) -> None:
-        credential, cert = self._owned(client, credential_id)
-        if credential.scal != 2:
-            raise invalid("Invalid parameter credentialID: this credential uses no OTP")
-        if not _valid(cert, now):
-            raise invalid(f"Invalid credential: the certificate is {_cert_status(cert, now)}")
-        recipient = self._recipient(credential, cert)
-        if not self.otp_sender.reachable(recipient):
-            raise invalid(
-                f"No OTP can be sent: the credential's owner has no address for the "
-                f"{self.otp_sender.channel} OTP channel in their identity proof"
-            )
-        code = f"{secrets.randbelow(10**6):06d}"
-        expires_at = now + timedelta(seconds=self.config.otp_ttl_seconds)
-        code_hash = _otp_hash(credential.id, code, expires_at)
-        with self.db.write() as session:
-            # One live code per credential: a new one replaces the last, and its attempts
-            # count afresh only because a new random code is as hard to guess.
-            session.execute(delete(OneTimeCode).where(OneTimeCode.credential_id == credential.id))
-            session.add(
-                OneTimeCode(
-                    credential_id=credential.id,
-                    code_hash=code_hash,
-                    expires_at=expires_at,
-                    attempts=0,
-                    used_at=None,
-                )
-            )
-        try:
-            self.otp_sender.send(recipient, code, self.config.otp_ttl_seconds)
-        except OtpDeliveryError as exc:
-            # No live code that nobody received: the owner asks again once the channel is back.
-            log.warning("OTP for %s not sent: %s", credential.id, exc)
-            with self.db.write() as session:
-                session.execute(
-                    delete(OneTimeCode).where(OneTimeCode.credential_id == credential.id)
-                )
-            raise CscError(
-                503,
-                "temporarily_unavailable",
-                f"The OTP could not be sent through the {self.otp_sender.channel} channel: "
-                "try again later",
-            ) from None
-        with self.db.write() as session:
-            audit.append(
-                session,
-                actor=client.actor,
-                action="signing.otp_sent",
-                at=now,
-                details={"credential": credential.id, "channel": self.otp_sender.channel},
-            )
-
     def _recipient(self, credential: Credential, cert: Certificate) -> OtpRecipient:
         """Where the owner's codes go: the e-mail (or mobile) of the identity proof the
         certificate was issued on, read from its sealed record."""
@@ -428,53 +437,6 @@ class SigningEngine:
             email if isinstance(email, str) and email else None,
             mobile if isinstance(mobile, str) and mobile else None,
         )
-
-    def _authorize(
-        self,
-        client: Client,
-        credential_id: Any,
-        num_signatures: Any,
-        hashes_b64: Any,
-        otp: Any,
-        *,
-        now: datetime,
-    ) -> tuple[str, int]:
-        credential, cert = self._owned(client, credential_id)
-        if credential.scal != 2:
-            raise invalid("Invalid parameter credentialID: a SCAL1 credential needs no SAD")
-        if not _valid(cert, now):
-            raise invalid(f"Invalid credential: the certificate is {_cert_status(cert, now)}")
-        if not isinstance(num_signatures, int) or isinstance(num_signatures, bool):
-            raise invalid("Missing (or invalid type) integer parameter numSignatures")
-        if num_signatures > MAX_HASHES:
-            raise invalid(f"Numbers of signatures is too high: multisign is {MAX_HASHES}")
-        digests = _digests(hashes_b64)
-        if num_signatures != len(digests):
-            raise invalid("Invalid value for parameter numSignatures: it must count the hashes")
-        if not isinstance(otp, str) or not otp:
-            raise invalid("Missing (or invalid type) string parameter OTP")
-        self._check_otp(client, credential, otp, now)
-        sad = secrets.token_urlsafe(32)
-        ttl = self.config.sad_ttl_seconds
-        with self.db.write() as session:
-            session.add(
-                SignatureActivation(
-                    sad_hash=_sha256_hex(sad.encode()),
-                    credential_id=credential.id,
-                    hashes_digest=_hashes_digest(digests),
-                    count=len(digests),
-                    expires_at=now + timedelta(seconds=ttl),
-                    used_at=None,
-                )
-            )
-            audit.append(
-                session,
-                actor=client.actor,
-                action="signing.authorized",
-                at=now,
-                details={"credential": credential.id, "hashes": len(digests)},
-            )
-        return sad, ttl
 
     def _check_otp(self, client: Client, credential: Credential, otp: str, now: datetime) -> None:
         with self.db.write() as session:
