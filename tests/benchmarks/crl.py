@@ -37,8 +37,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.benchmarks.common import BenchmarkError, run_sceau
+
 REPO = Path(__file__).resolve().parents[2]
-SCEAU = Path(sys.executable).parent / "sceau"
 # A public-looking base URL, as the test suite uses: nothing is served, the CRL names it.
 BASE_URL = "http://pki.example.com"
 ISSUER = "persons"
@@ -59,19 +60,6 @@ REASONS = [
 ]
 TARGET_SECONDS = {100_000: 5.0, 1_000_000: 60.0}
 PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-class BenchmarkError(Exception):
-    """The benchmark could not run (setup); not a measured failure."""
-
-
-def run_sceau(*args: str | Path) -> str:
-    done = subprocess.run(
-        [str(SCEAU), *(str(a) for a in args)], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise BenchmarkError(f"sceau {' '.join(map(str, args))}: {done.stdout}{done.stderr}")
-    return done.stdout
 
 
 def fake_rows(count: int, seed: int) -> Any:

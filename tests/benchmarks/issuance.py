@@ -21,16 +21,12 @@ import argparse
 import contextlib
 import http.client
 import json
-import math
-import multiprocessing
 import os
 import platform
-import queue
 import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,8 +35,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Barrier, Lock
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +46,19 @@ from cryptography.x509.oid import NameOID
 from ca.algorithms import KeyAlgorithm, default_scheme
 from ca.ceremony import ca_key_label
 from ca.config import load_config
-from ca.hsm import HsmConfig, KeyStore
+from tests.benchmarks.common import (
+    HOST,
+    SCEAU,
+    BenchmarkError,
+    free_port,
+    machine_busy_seconds,
+    parallel_sign_rate,
+    percentile,
+    run_sceau,
+    sign_loop,
+)
 
 # Every request goes to the server this script started, on loopback, and nowhere else.
-HOST = "127.0.0.1"
-SCEAU = Path(sys.executable).parent / "sceau"
 # A base URL that looks public: with 127.0.0.1 pkilint flags the certificate URLs as
 # internal and `sceau init` would write accepted findings, which this benchmark must not need.
 BASE_URL = "http://pki.example.com"
@@ -64,6 +66,7 @@ DOCUMENTS_URL = "https://pki.example.com"
 PROFILE = "person-lcp"
 CA_KEY = ca_key_label("persons")  # the issuing CA of person-lcp
 CA_KEY_ALGORITHM = KeyAlgorithm.EC_P384  # what the ceremony generates for it
+CA_SCHEME = default_scheme(CA_KEY_ALGORITHM)  # as it signs certificates
 ISSUE_PATH = "/ca/api/v1/certificates"
 PROOF_PATH = "/ra/api/v1/identity-proofs"
 
@@ -118,32 +121,7 @@ NATURAL: dict[str, Any] = {
 }
 
 
-class BenchmarkError(Exception):
-    """The benchmark could not run (setup, server start); not a measured failure."""
-
-
 # -- the server ---------------------------------------------------------------------------
-
-
-def run_sceau(*args: str | Path) -> str:
-    done = subprocess.run(
-        [str(SCEAU), *(str(a) for a in args)], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise BenchmarkError(
-            f"sceau {' '.join(str(a) for a in args)} exited {done.returncode}:\n"
-            f"{done.stdout}{done.stderr}"
-        )
-    return done.stdout
-
-
-def free_port() -> int:
-    # The port may be taken again before the server binds it; the health check then
-    # fails with the server's log, which says so.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Server:
@@ -247,15 +225,6 @@ def group_cpu_seconds(pgid: int) -> dict[int, float]:
         if int(rest[2]) == pgid:
             seconds[int(stat.parent.name)] = (int(rest[11]) + int(rest[12])) / tick
     return seconds
-
-
-def machine_busy_seconds() -> float:
-    """User, nice and system CPU seconds of all CPUs since boot (Linux /proc/stat).
-    Interrupt time is left out: it is mostly our own loopback traffic, charged to no one."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-        return sum(int(v) for v in fields[1:4]) / os.sysconf("SC_CLK_TCK")
-    return float("nan")
 
 
 def own_cpu_seconds(server_pgid: int | None) -> float:
@@ -467,99 +436,10 @@ def run_load(
 # -- the HSM baseline ---------------------------------------------------------------------
 
 
-def sign_loop(
-    hsm: HsmConfig, seconds: float, start: Barrier | None = None, opening: Lock | None = None
-) -> tuple[int, float]:
-    """Sign a SHA-384-sized digest with the issuing CA key for `seconds`; (count, elapsed)."""
-    keys = KeyStore(hsm)
-    scheme = default_scheme(CA_KEY_ALGORITHM)
-    digest = os.urandom(scheme.hash.digest_size)
-    try:
-        # Loading the module, logging in and finding the key happen here, untimed, one
-        # process at a time: SoftHSM2 2.6 rewrites token.object at login, and a process
-        # initialising at that moment may read it half-written and not see the token at
-        # all (NoSuchToken, CKR_GENERAL_ERROR; SoftHSMv2 issue #757).
-        with opening if opening is not None else contextlib.nullcontext():
-            keys.sign_digest(CA_KEY, digest, scheme)
-        if start is not None:
-            start.wait(timeout=60)
-        count = 0
-        began = time.perf_counter()
-        end = began + seconds
-        while time.perf_counter() < end:
-            keys.sign_digest(CA_KEY, digest, scheme)
-            count += 1
-        return count, time.perf_counter() - began
-    finally:
-        keys.close()
-
-
 # A child's (signatures, seconds), or why it failed.
-SignOutcome = tuple[int, float] | str
-
-
-def _sign_child(
-    hsm: HsmConfig, seconds: float, start: Barrier, opening: Lock, results: Queue[SignOutcome]
-) -> None:
-    try:
-        results.put(sign_loop(hsm, seconds, start, opening))
-    except Exception as exc:
-        start.abort()  # the others stop waiting for this one
-        results.put(f"{type(exc).__name__}: {exc}")
-
-
-def parallel_sign_rate(hsm: HsmConfig, processes: int, seconds: float) -> float:
-    """Signatures per second of `processes` processes signing at once, each with its own
-    KeyStore and PKCS#11 session, as each gunicorn worker has."""
-    # spawn, not fork: each child loads SoftHSM2 afresh, as a gunicorn worker does (the
-    # master never loads it).
-    ctx = multiprocessing.get_context("spawn")
-    start, opening = ctx.Barrier(processes), ctx.Lock()
-    results: Queue[SignOutcome] = ctx.Queue()
-    children = [
-        ctx.Process(target=_sign_child, args=(hsm, seconds, start, opening, results), daemon=True)
-        for _ in range(processes)
-    ]
-    for child in children:
-        child.start()
-    outcomes: list[SignOutcome] = []
-    deadline = time.monotonic() + seconds + 120
-    try:
-        while len(outcomes) < processes:
-            try:
-                outcomes.append(results.get(timeout=1))
-            except queue.Empty:
-                # A child killed outright (a crash in the PKCS#11 library) reports nothing.
-                crashed = [c.exitcode for c in children if c.exitcode not in (None, 0)]
-                if crashed or time.monotonic() > deadline:
-                    raise BenchmarkError(
-                        f"HSM signing children: exit codes {crashed}, {len(outcomes)} answers"
-                    ) from None
-    finally:
-        for child in children:
-            child.join(timeout=30)
-            if child.is_alive():
-                child.kill()
-    errors = [o for o in outcomes if isinstance(o, str)]
-    if errors:
-        # The child that failed first says why; the others only saw the barrier break.
-        errors.sort(key=lambda e: e.startswith("BrokenBarrierError"))
-        raise BenchmarkError(f"HSM signing in {processes} processes failed: {errors[0]}")
-    # Every child signed over nearly the same window (the barrier): rates add up.
-    return sum(
-        count / elapsed for count, elapsed in (o for o in outcomes if not isinstance(o, str))
-    )
 
 
 # -- the report ---------------------------------------------------------------------------
-
-
-def percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile (the value below which `fraction` of the samples fall)."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, math.ceil(fraction * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 def machine_info() -> list[str]:
@@ -815,10 +695,10 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
     hsm = load_config(home).hsm
     print("raw HSM signing rate, 1 process", flush=True)
     with watching() as quiet["HSM 1p"]:
-        count, elapsed = sign_loop(hsm, args.hsm_seconds)
+        count, elapsed = sign_loop(hsm, CA_KEY, CA_SCHEME, args.hsm_seconds)
     print(f"raw HSM signing rate, {args.workers} processes", flush=True)
     with watching() as quiet[f"HSM {args.workers}p parallel"]:
-        sign_np = parallel_sign_rate(hsm, args.workers, args.hsm_seconds)
+        sign_np = parallel_sign_rate(hsm, CA_KEY, CA_SCHEME, args.workers, args.hsm_seconds)
 
     report(args, Measurements(load, count / elapsed, sign_np, alarms, quiet))
     return 1 if load.failures else 0

@@ -34,7 +34,6 @@ import base64
 import contextlib
 import http.client
 import json
-import math
 import multiprocessing
 import os
 import platform
@@ -53,7 +52,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Barrier, Lock
 from pathlib import Path
 from typing import Any
 
@@ -63,19 +61,29 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
+from ca.algorithms import HashAlgorithm, Padding, SignatureScheme
 from ca.config import load_config
-from ca.hsm import HsmConfig, KeyStore
 from ca.profiles import ProfileKind
 from ca.signers import current_signer
 from ca.store.db import Database
+from tests.benchmarks.common import (
+    HOST,
+    SCEAU,
+    BenchmarkError,
+    free_port,
+    parallel_sign_rate,
+    percentile,
+    run_sceau,
+    sign_loop,
+)
 
 # Every request goes to the server this script started, on loopback, and nowhere else.
-HOST = "127.0.0.1"
-SCEAU = Path(sys.executable).parent / "sceau"
 BASE_URL = "http://pki.example.com"  # a public-looking base URL: no accepted lint findings
 DOCUMENTS_URL = "https://pki.example.com"
 PROFILE = "person-lcp"
 ISSUER = "persons"  # the issuing CA of person-lcp, whose responder signs the answers
+# How the responder key (EC, the ceremony's default) signs a response.
+RESPONDER_SCHEME = SignatureScheme(HashAlgorithm.SHA256, Padding.ECDSA)
 HEALTH_TIMEOUT = 60.0
 IO_TIMEOUT = 30.0  # a connection silent this long fails the run
 WARMUP_SECONDS = 3.0
@@ -110,27 +118,7 @@ NATURAL: dict[str, Any] = {
 }
 
 
-class BenchmarkError(Exception):
-    """The benchmark could not run (setup, server start, a wrong answer)."""
-
-
 # -- the server ---------------------------------------------------------------------------
-
-
-def run_sceau(*args: str | Path) -> str:
-    done = subprocess.run(
-        [str(SCEAU), *(str(a) for a in args)], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise BenchmarkError(f"sceau {' '.join(map(str, args))}: {done.stdout}{done.stderr}")
-    return done.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Server:
@@ -501,86 +489,7 @@ def verify_sample(workdir: Path, body: bytes, issuer: Path, root: Path, *, nonce
     return out
 
 
-def sign_loop(
-    hsm: HsmConfig,
-    label: str,
-    seconds: float,
-    start: Barrier | None = None,
-    opening: Lock | None = None,
-) -> tuple[int, float]:
-    """Sign SHA-256-sized digests with the responder key for ``seconds``; (count, elapsed)."""
-    from ca.algorithms import HashAlgorithm, Padding, SignatureScheme
-
-    keys = KeyStore(hsm)
-    scheme = SignatureScheme(HashAlgorithm.SHA256, Padding.ECDSA)
-    digest = os.urandom(32)
-    try:
-        # Login and key lookup untimed, one process at a time (SoftHSM2 rewrites the token
-        # file at login; SoftHSMv2 issue #757).
-        with opening if opening is not None else contextlib.nullcontext():
-            keys.sign_digest(label, digest, scheme)
-        if start is not None:
-            start.wait(timeout=60)
-        count, began = 0, time.perf_counter()
-        end = began + seconds
-        while time.perf_counter() < end:
-            keys.sign_digest(label, digest, scheme)
-            count += 1
-        return count, time.perf_counter() - began
-    finally:
-        keys.close()
-
-
-def _sign_child(
-    hsm: HsmConfig,
-    label: str,
-    seconds: float,
-    start: Barrier,
-    opening: Lock,
-    results: Queue[tuple[int, float] | str],
-) -> None:
-    try:
-        results.put(sign_loop(hsm, label, seconds, start, opening))
-    except Exception as exc:
-        start.abort()
-        results.put(f"{type(exc).__name__}: {exc}")
-
-
-def parallel_sign_rate(hsm: HsmConfig, label: str, processes: int, seconds: float) -> float:
-    ctx = multiprocessing.get_context("spawn")
-    start, opening = ctx.Barrier(processes), ctx.Lock()
-    results: Queue[tuple[int, float] | str] = ctx.Queue()
-    children = [
-        ctx.Process(target=_sign_child, args=(hsm, label, seconds, start, opening, results))
-        for _ in range(processes)
-    ]
-    for child in children:
-        child.start()
-    try:
-        outcomes = [results.get(timeout=seconds + 120) for _ in children]
-    except queue.Empty:
-        raise BenchmarkError("an HSM signing child gave no result") from None
-    finally:
-        for child in children:
-            child.join(timeout=30)
-            if child.is_alive():
-                child.kill()
-    errors = [o for o in outcomes if isinstance(o, str)]
-    if errors:
-        raise BenchmarkError(f"HSM signing in {processes} processes failed: {errors[0]}")
-    return sum(
-        count / elapsed for count, elapsed in (o for o in outcomes if not isinstance(o, str))
-    )
-
-
 # -- the report -----------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest rank: the value below which ``fraction`` of the (sorted) samples fall."""
-    if not values:
-        return float("nan")
-    return values[max(1, math.ceil(fraction * len(values))) - 1]
 
 
 def latency_ms(load: Load) -> dict[str, float]:
@@ -779,8 +688,9 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
 
     # The server is gone: the signing baseline has the CPU to itself.
     print("raw HSM signing rate of the responder key", flush=True)
-    count, elapsed = sign_loop(config.hsm, responder.key_label, args.hsm_seconds)
-    sign_np = parallel_sign_rate(config.hsm, responder.key_label, args.workers, args.hsm_seconds)
+    label, seconds = responder.key_label, args.hsm_seconds
+    count, elapsed = sign_loop(config.hsm, label, RESPONDER_SCHEME, seconds)
+    sign_np = parallel_sign_rate(config.hsm, label, RESPONDER_SCHEME, args.workers, seconds)
     met = report(args, phases, count / elapsed, sign_np, alarms)
     failed = any(phase.load.failures for phase in phases)
     return 1 if failed or not met else 0

@@ -44,26 +44,20 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from ca.algorithms import HashAlgorithm, Padding, SignatureScheme
 from ca.authority import credential_key_label
 from ca.config import load_config
-from ca.hsm import KeyStore
-from tests.benchmarks.tsa import HOST, BenchmarkError, Server, free_port, percentile, run_sceau
+from tests.benchmarks.common import (
+    HOST,
+    BenchmarkError,
+    free_port,
+    parallel_sign_rate,
+    percentile,
+    run_sceau,
+)
+from tests.benchmarks.tsa import Server
+from tests.helpers import LEGAL
 
 ECDSA_SHA256 = "1.2.840.10045.4.3.2"
-LEGAL = {
-    "subject_kind": "legal",
-    "method": "registry",
-    "subject": {
-        "organization_name": "ACME Facturation SAS",
-        "common_name": "ACME e-invoicing",
-        "organization_identifier": "NTRFR-732829320",
-        "country": "FR",
-    },
-    "document": {
-        "type": "company-extract",
-        "number": "KBIS-2026-0042",
-        "issuing_country": "FR",
-        "expires_on": "2030-01-01",
-    },
-}
+# How signHash signs for that signAlgo: the raw baseline signs the same way.
+RAW_SCHEME = SignatureScheme(HashAlgorithm.SHA256, Padding.ECDSA)
 
 
 def call(port: int, token: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
@@ -172,63 +166,13 @@ def verify_sample(port: int, token: str, cid: str, certificate: x509.Certificate
     )
 
 
-def _raw_child(
-    home: Path, label: str, seconds: float, start: Any, opening: Any, results: Any
-) -> None:
-    """One process signing with the credential's key through ca.hsm.KeyStore, as a worker
-    does (one session per process): puts (count, elapsed) or an error text."""
-    try:
-        keys = KeyStore(load_config(home).hsm)
-        scheme = SignatureScheme(HashAlgorithm.SHA256, Padding.ECDSA)
-        digest = os.urandom(32)
-        try:
-            # Login and key lookup untimed, one process at a time (SoftHSM2 rewrites
-            # token.object at login).
-            with opening:
-                keys.sign_digest(label, digest, scheme)
-            start.wait(timeout=60)
-            count, began = 0, time.perf_counter()
-            end = began + seconds
-            while time.perf_counter() < end:
-                keys.sign_digest(label, digest, scheme)
-                count += 1
-            results.put((count, time.perf_counter() - began))
-        finally:
-            keys.close()
-    except Exception as exc:
-        start.abort()
-        results.put(f"{type(exc).__name__}: {exc}")
-
-
-def raw_rate(home: Path, label: str, seconds: float, processes: int) -> float:
-    """Signatures per second of ``processes`` processes started together (the rates add)."""
-    ctx = multiprocessing.get_context("spawn")  # each child loads SoftHSM2 afresh
-    start, opening, results = ctx.Barrier(processes), ctx.Lock(), ctx.Queue()
-    children = [
-        ctx.Process(
-            target=_raw_child, args=(home, label, seconds, start, opening, results), daemon=True
-        )
-        for _ in range(processes)
-    ]
-    for child in children:
-        child.start()
-    try:
-        outcomes = [results.get(timeout=seconds + 120) for _ in children]
-    finally:
-        for child in children:
-            child.join(timeout=30)
-            if child.is_alive():
-                child.kill()
-    rates = [float(o[0]) / float(o[1]) for o in outcomes if not isinstance(o, str)]
-    if len(rates) < processes:
-        raise BenchmarkError(f"raw signing in {processes} processes failed: {outcomes}")
-    return sum(rates)
-
-
 def best_raw_rate(home: Path, label: str, seconds: float, processes: int, rounds: int) -> float:
     """The best of ``rounds``: a baseline lowered by a neighbour's burst would flatter the
     ratio."""
-    return max(raw_rate(home, label, seconds, processes) for _ in range(rounds))
+    hsm = load_config(home).hsm
+    return max(
+        parallel_sign_rate(hsm, label, RAW_SCHEME, processes, seconds) for _ in range(rounds)
+    )
 
 
 def busy_cores(before: list[int], after: list[int], wall: float) -> float:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import multiprocessing
 import os
 import re
 import secrets
@@ -43,7 +42,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from multiprocessing.synchronize import Barrier, Lock
 from pathlib import Path
 
 from asn1crypto import tsp
@@ -52,15 +50,23 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca.algorithms import Padding, SignatureScheme
 from ca.config import load_config
-from ca.hsm import HsmConfig, KeyStore
 from ca.profiles import ProfileKind
 from ca.signers import ActiveSigner, current_signer
 from ca.store.db import Database
 from ca.store.models import Issuer
+from tests.benchmarks.common import (
+    HOST,
+    SCEAU,
+    BenchmarkError,
+    free_port,
+    machine_busy_seconds,
+    parallel_sign_rate,
+    percentile,
+    run_sceau,
+    sign_loop,
+)
 
 # Every request goes to the server this script started, on loopback, and nowhere else.
-HOST = "127.0.0.1"
-SCEAU = Path(sys.executable).parent / "sceau"
 BASE_URL = "http://pki.example.com"  # a public-looking base URL: no accepted lint findings
 DOCUMENTS_URL = "https://pki.example.com"
 HEALTH_TIMEOUT = 60.0
@@ -77,26 +83,6 @@ LOG_ALARMS = re.compile(
     r"Traceback|\bERROR\b|\bCRITICAL\b|database is locked|WORKER TIMEOUT|was sent SIG",
     re.IGNORECASE,
 )
-
-
-class BenchmarkError(Exception):
-    """The benchmark could not run (setup, server start, a wrong answer)."""
-
-
-def run_sceau(*args: str | Path) -> str:
-    done = subprocess.run(
-        [str(SCEAU), *(str(a) for a in args)], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise BenchmarkError(f"sceau {' '.join(map(str, args))}: {done.stdout}{done.stderr}")
-    return done.stdout
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def make_home(home: Path, algorithm: str) -> None:
@@ -209,14 +195,6 @@ def queries(count: int) -> list[bytes]:
         )
         out.append(head.encode() + body)
     return out
-
-
-def machine_busy_seconds() -> float:
-    """User, nice and system CPU seconds of all CPUs since boot (Linux /proc/stat)."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-        return sum(int(v) for v in fields[1:4]) / os.sysconf("SC_CLK_TCK")
-    return float("nan")
 
 
 def wait_quiet(max_wait: float, window: float = 2.0, cores: float = 0.15) -> float:
@@ -388,89 +366,15 @@ def verify_samples(load: Load, workdir: Path, signer: ActiveSigner, root: bytes)
 # -- the HSM baseline -------------------------------------------------------------------------
 
 
-def sign_loop(
-    hsm: HsmConfig,
-    signer: ActiveSigner,
-    seconds: float,
-    start: Barrier | None = None,
-    opening: Lock | None = None,
-) -> tuple[int, float]:
-    """Sign digests with the TSU key for ``seconds``: (count, elapsed)."""
-    keys = KeyStore(hsm)
-    # As tokens are signed: tsa.authority.token_scheme, PKCS#1 v1.5 for RSA (run as a file,
-    # this script's name shadows the tsa package, so the rule is restated here).
-    scheme = signer.scheme
-    if scheme.padding is Padding.PSS:
-        scheme = SignatureScheme(scheme.hash, Padding.PKCS1V15)
-    digest = os.urandom(scheme.hash.digest_size)
-    try:
-        # Login and key lookup happen untimed, one process at a time (SoftHSM2 rewrites
-        # token.object at login; SoftHSMv2 issue #757).
-        with opening if opening is not None else contextlib.nullcontext():
-            keys.sign_digest(signer.key_label, digest, scheme)
-        if start is not None:
-            start.wait(timeout=60)
-        count, began = 0, time.perf_counter()
-        end = began + seconds
-        while time.perf_counter() < end:
-            keys.sign_digest(signer.key_label, digest, scheme)
-            count += 1
-        return count, time.perf_counter() - began
-    finally:
-        keys.close()
-
-
-def _sign_child(
-    hsm: HsmConfig,
-    signer: ActiveSigner,
-    seconds: float,
-    start: Barrier,
-    opening: Lock,
-    results: multiprocessing.Queue[tuple[int, float] | str],
-) -> None:
-    try:
-        results.put(sign_loop(hsm, signer, seconds, start, opening))
-    except Exception as exc:
-        start.abort()
-        results.put(f"{type(exc).__name__}: {exc}")
-
-
-def parallel_sign_rate(
-    hsm: HsmConfig, signer: ActiveSigner, processes: int, seconds: float
-) -> float:
-    """Signatures per second of ``processes`` processes with a session each, as workers have."""
-    ctx = multiprocessing.get_context("spawn")  # each child loads SoftHSM2 afresh
-    start, opening = ctx.Barrier(processes), ctx.Lock()
-    results: multiprocessing.Queue[tuple[int, float] | str] = ctx.Queue()
-    children = [
-        ctx.Process(
-            target=_sign_child, args=(hsm, signer, seconds, start, opening, results), daemon=True
-        )
-        for _ in range(processes)
-    ]
-    for child in children:
-        child.start()
-    try:
-        outcomes = [results.get(timeout=seconds + 120) for _ in children]
-    finally:
-        for child in children:
-            child.join(timeout=30)
-            if child.is_alive():
-                child.kill()
-    rates = [o[0] / o[1] for o in outcomes if not isinstance(o, str)]
-    if len(rates) < processes:
-        raise BenchmarkError(f"HSM signing in {processes} processes failed: {outcomes}")
-    return sum(rates)  # the barrier started them together: the rates add up
-
-
 # -- one algorithm ----------------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest rank, on sorted values."""
-    if not values:
-        return float("nan")
-    return values[max(0, min(len(values) - 1, int(fraction * len(values) + 0.999999) - 1))]
+def token_scheme(signer: ActiveSigner) -> SignatureScheme:
+    """As tokens are signed: tsa.authority.token_scheme, PKCS#1 v1.5 for RSA (run as a file,
+    this script's name shadows the tsa package, so the rule is restated here)."""
+    if signer.scheme.padding is Padding.PSS:
+        return SignatureScheme(signer.scheme.hash, Padding.PKCS1V15)
+    return signer.scheme
 
 
 @dataclass
@@ -543,11 +447,15 @@ def bench_algorithm(args: argparse.Namespace, workdir: Path, algorithm: str) -> 
     # The best of a few rounds: a shared (virtual) machine loses CPU to its neighbours now
     # and then, and a low baseline would flatter the ratio.
     sign_1p = sign_np = 0.0
+    scheme = token_scheme(signer)
     for _ in range(HSM_ROUNDS):
-        count, elapsed = sign_loop(config.hsm, signer, args.hsm_seconds)
+        count, elapsed = sign_loop(config.hsm, signer.key_label, scheme, args.hsm_seconds)
         sign_1p = max(sign_1p, count / elapsed)
         sign_np = max(
-            sign_np, parallel_sign_rate(config.hsm, signer, args.workers, args.hsm_seconds)
+            sign_np,
+            parallel_sign_rate(
+                config.hsm, signer.key_label, scheme, args.workers, args.hsm_seconds
+            ),
         )
     return Outcome(algorithm, load, verified, sign_1p, sign_np, alarms, config.tsa.clock_check)
 
