@@ -1,3 +1,2 @@
-"""The core of Sceau: HSM keys, database, profiles, issuance, revocation, audit log."""
-
-__version__ = "0.1.0"
+"""The issuance service: the certificate API (``/ca/api/v1``), its OpenAPI description and
+the issuance pipeline (``ca.issuance``)."""

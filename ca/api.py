@@ -10,11 +10,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import load_der_x509_certificate
 from flask import Blueprint, Response, request
 
-from ca.authority import CertificateRecord, IssuedCertificate
-from ca.clients import Client, authenticate
-from ca.context import context
-from ca.errors import ErrorKind, SceauError
-from ca.web import json_body
+from ca.issuance import CertificateAuthority, IssuedCertificate
+from core.accounts.clients import Client, authenticate
+from core.errors import ErrorKind, SceauError
+from core.http.problems import json_body
+from core.http.service import provided
+from pki.context import context
+from pki.revocation import CertificateRecord, find_certificate
+from pki.revocation import revoke as revoke_certificate
 
 bp = Blueprint("certificates", __name__, url_prefix="/ca/api/v1")
 
@@ -71,7 +74,7 @@ def _record_body(record: CertificateRecord) -> dict[str, Any]:
         "not_before": record.not_before.isoformat(),
         "not_after": record.not_after.isoformat(),
         "certificate": pem(record.certificate) if record.certificate else None,
-        "chain": [pem(c) for c in context().authority.issuers.chain(record.issuer)],
+        "chain": [pem(c) for c in context().issuers.chain(record.issuer)],
     }
     if record.revoked_at is not None:
         body["revocation"] = {
@@ -91,7 +94,7 @@ def issue() -> Response:
     unknown = set(data) - {"profile", "identity_proof", "csr"}
     if unknown:
         raise SceauError(ErrorKind.INVALID, f"unknown field(s): {', '.join(sorted(unknown))}")
-    issued = context().authority.issue(
+    issued = provided(CertificateAuthority).issue(
         client,
         profile_id=str(_string(data, "profile")),
         proof_id=str(_string(data, "identity_proof")),
@@ -104,7 +107,7 @@ def issue() -> Response:
 @bp.get("/certificates/<serial>")
 def fetch(serial: str) -> Response:
     client = _client()
-    record = context().authority.lookup(client, serial)
+    record = provided(CertificateAuthority).lookup(client, serial)
     accept = request.accept_mimetypes
     if accept.best_match([PKIX_CERT, "application/json"]) == PKIX_CERT and accept[PKIX_CERT]:
         if record.certificate is None:
@@ -131,7 +134,16 @@ def revoke(serial: str) -> Response:
     invalidity_date = None
     if invalidity is not None:
         invalidity_date = _parse_time(invalidity, "invalidity_date")
-    record = context().authority.revoke(client, serial, reason, invalidity_date, now=_now())
+    with context().db.read() as session:
+        row_id = find_certificate(session, serial, client_id=client.id).id
+    record = revoke_certificate(
+        context().db,
+        row_id,
+        actor=client.actor,
+        reason=reason,
+        invalidity_date=invalidity_date,
+        now=_now(),
+    )
     return _json(_record_body(record))
 
 

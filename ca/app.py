@@ -3,34 +3,42 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from flask import Flask, Response
 
-from ca import api, auditui
-from ca.config import SceauConfig
-from ca.config_audit import record_config
-from ca.context import ServiceContext, context
+from ca import api
+from ca.issuance import CertificateAuthority
 from ca.openapi import openapi_document
-from ca.web import install_common
+from core.audit.config_audit import record_config
+from core.http.service import make_service, provide
+from pki.context import PkiContext
+from pki.custody import IssuanceListener, KeyCustodian
 
 
-def create_app(config: SceauConfig | None = None, ctx: ServiceContext | None = None) -> Flask:
-    ctx = ctx or ServiceContext.open(config)
-    app = Flask(__name__)
-    ctx.attach(app)
-    install_common(app, "ca", max_body_bytes=ctx.config.service.max_body_bytes, schema=ctx.schema())
+def create_app(
+    ctx: PkiContext,
+    *,
+    custodian: KeyCustodian,
+    listeners: Sequence[IssuanceListener] = (),
+) -> Flask:
+    """``custodian`` keeps the keys generated in our token, ``listeners`` hear of each
+    issuance (both wired by ``sceau/``: the CA writes certificate rows only)."""
+    app = make_service(__name__, "ca", ctx)
+    provide(app, CertificateAuthority(ctx, custodian, listeners))
     app.register_blueprint(api.bp)
-    auditui.install(app)  # /audit: the auditors' read-only UI
     # A changed sceau.toml is a configuration change: audited when the CA starts on it.
     record_config(ctx.db, ctx.config, now=datetime.now(UTC), actor="system:ca-service")
+    document = json.dumps(
+        openapi_document(
+            ctx.config.service.base_url, [p.id for p in ctx.profiles.subscriber_profiles()]
+        ),
+        indent=1,
+    )
 
     @app.get("/ca/openapi.json")
     def openapi() -> Response:
-        document = openapi_document(
-            context().config.service.base_url,
-            [p.id for p in context().profiles.subscriber_profiles()],
-        )
-        return Response(json.dumps(document, indent=1), mimetype="application/json")
+        return Response(document, mimetype="application/json")
 
     return app

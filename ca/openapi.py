@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ca import __version__
-from ca.authority import REVOCATION_REASONS
-from ca.profiles import DOCUMENT_TYPES, ProofMethod
+from core import __version__
+from pki.profiles import DOCUMENT_TYPES, ProofMethod
+from pki.revocation import REVOCATION_REASONS
 
 # registration/evidence.py KINDS (the core may not import a service).
 EVIDENCE_KINDS = (

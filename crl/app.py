@@ -6,36 +6,24 @@ from __future__ import annotations
 
 from flask import Flask
 
-from ca.config import SceauConfig
-from ca.context import ServiceContext
-from ca.jobs import JobRunner
-from ca.web import install_common
+from core.http.service import make_service, provide
+from core.jobs import JobRunner
 from crl import policies, views
 from crl.publisher import CrlPublisher
 from crl.schedule import check_config, register_jobs
+from pki.context import PkiContext, context
 
-JOBS = "crl.jobs"
 
-
-def create_app(
-    config: SceauConfig | None = None,
-    ctx: ServiceContext | None = None,
-    *,
-    start_jobs: bool = True,  # scheduled jobs (ca.jobs.JobRunner); tests turn them off
-) -> Flask:
-    ctx = ctx or ServiceContext.open(config)
+def create_app(ctx: PkiContext) -> Flask:
     check_config(ctx.config.crl)
-    app = Flask(__name__)
-    ctx.attach(app)
-    install_common(
-        app, "crl", max_body_bytes=ctx.config.service.max_body_bytes, schema=ctx.schema()
-    )
-    app.extensions[views.CACHE] = views.NewestCrls(ctx.db)
+    app = make_service(__name__, "crl", ctx)
+    provide(app, views.NewestCrls(ctx.db))
     app.register_blueprint(views.bp)
     policies.install(app, ctx.config, ctx.profiles)  # /policies/: the published documents
-    if start_jobs:
-        runner = JobRunner(ctx.db)
-        register_jobs(runner, CrlPublisher(ctx.authority), ctx.config.crl)
-        runner.start()
-        app.extensions[JOBS] = runner
     return app
+
+
+def register_app_jobs(runner: JobRunner, app: Flask) -> None:
+    """CRL publication on schedule and after revocations (crl/schedule.py)."""
+    ctx = context(app)
+    register_jobs(runner, CrlPublisher(ctx), ctx.config.crl)

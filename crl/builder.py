@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 
 from asn1crypto import core, crl, x509
 
-from ca.algorithms import SignatureScheme
-from ca.authority import REVOCATION_REASONS
+from core.hsm.algorithms import SignatureScheme
+from pki.revocation import REVOCATION_REASONS
 
 # X.509 (10/2019) section 9.6.2.5 expiredCertsOnCRL, which asn1crypto does not know.
 OID_EXPIRED_CERTS_ON_CRL = "2.5.29.60"
@@ -116,7 +116,7 @@ class RevokedEntries:
         invalidity_date: datetime | None,
     ) -> None:
         """Append SEQUENCE { userCertificate, revocationDate, crlEntryExtensions } (RFC 5280
-        section 5.1.2.6). ``reason`` is a name of ca.authority.REVOCATION_REASONS."""
+        section 5.1.2.6). ``reason`` is a name of ca.issuance.REVOCATION_REASONS."""
         body = _serial(serial_hex) + _time(revoked_at)
         extensions = b""
         if reason is not None and reason != "unspecified":

@@ -17,16 +17,16 @@ import html
 import re
 from dataclasses import dataclass
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, request
 from markdown_it import MarkdownIt
 
-from ca.config import SceauConfig
-from ca.errors import ErrorKind, SceauError
-from ca.profiles import ProfileSet
-from policies.facts import BEGIN, END, Facts, document_paths, render, render_block
+from core.config import SceauConfig
+from core.errors import ErrorKind, SceauError
+from core.http.service import provide, provided
+from crl.policy_facts import BEGIN, END, Facts, document_paths, render, render_block
+from pki.profiles import ProfileSet
 
 bp = Blueprint("policies", __name__)
-DOCUMENTS = "crl.policies"
 MAX_AGE = 3600  # documents change only with a deployment
 _NAME = re.compile(r"[a-z0-9-]{1,64}")
 _VERSION = re.compile(r"\*\*Version:\*\*\s*([^\s·]+)")
@@ -146,7 +146,7 @@ def publish(config: SceauConfig, profiles: ProfileSet) -> Published:
 
 
 def install(app: Flask, config: SceauConfig, profiles: ProfileSet) -> None:
-    app.extensions[DOCUMENTS] = publish(config, profiles)
+    provide(app, publish(config, profiles))
     app.register_blueprint(bp)
 
 
@@ -161,7 +161,7 @@ def _serve(body: bytes, mimetype: str) -> Response:
 
 
 def _find(name: str) -> Document:
-    published: Published = current_app.extensions[DOCUMENTS]
+    published = provided(Published)
     document = published.documents.get(name) if _NAME.fullmatch(name) else None
     if document is None:
         shown = name if _NAME.fullmatch(name) else "that name"
@@ -171,7 +171,7 @@ def _find(name: str) -> Document:
 
 @bp.get("/policies/")
 def index() -> Response:
-    published: Published = current_app.extensions[DOCUMENTS]
+    published = provided(Published)
     return _serve(published.index, "text/html")
 
 

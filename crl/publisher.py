@@ -34,11 +34,11 @@ from datetime import UTC, datetime, timedelta
 from asn1crypto import x509
 from sqlalchemy import Connection, func, select
 
-from ca import audit
-from ca.authority import CertificateAuthority
-from ca.issuers import LoadedIssuer
-from ca.store.models import Certificate, Crl, Issuer, IssuerStatus
+from core import audit
+from core.store.models import Certificate, Crl, Issuer, IssuerStatus
 from crl.builder import CrlFields, RevokedEntries, sign_crl
+from pki.context import PkiContext
+from pki.issuers import LoadedIssuer
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +73,14 @@ class Snapshot:
 
 
 class CrlPublisher:
-    """Builds, signs, stores and audits the CRLs of every CA of ``authority``."""
+    """Builds, signs, stores and audits the CRLs of every CA of ours."""
 
-    def __init__(self, authority: CertificateAuthority, *, actor: str = JOB_ACTOR) -> None:
-        self.authority = authority
-        self.db = authority.db
-        self.config = authority.config.crl
+    def __init__(self, ctx: PkiContext, *, actor: str = JOB_ACTOR) -> None:
+        self.db = ctx.db
+        self.config = ctx.config.crl
+        self.issuers = ctx.issuers
+        self.keys = ctx.keys
+        self.urls = ctx.urls
         self.actor = actor
         # Per issuer, the status epoch up to which publish_changed found nothing left to do.
         self._settled: dict[str, int] = {}
@@ -103,7 +105,7 @@ class CrlPublisher:
         return shard == FULL and (issuer.parent_id is None or self.config.shards <= 1)
 
     def url(self, issuer_id: str, shard: int) -> str:
-        return self.authority.urls.crl(issuer_id, None if shard == FULL else shard)
+        return self.urls.crl(issuer_id, None if shard == FULL else shard)
 
     # -- the two ways in: everything, or what changed ------------------------------------
 
@@ -111,7 +113,7 @@ class CrlPublisher:
         """Every scope of every CA, whether anything changed or not (the schedule, and
         ``sceau crl publish``)."""
         published = []
-        for issuer in self.authority.issuers.all():
+        for issuer in self.issuers.all():
             for shard in self.scopes(issuer):
                 crl = self.publish(issuer, shard, now=now)
                 if crl is not None:
@@ -130,7 +132,7 @@ class CrlPublisher:
         with self.db.read() as session:
             epochs = dict(session.execute(select(IssuerStatus.issuer_id, IssuerStatus.epoch)).all())
         published = []
-        for issuer in self.authority.issuers.all():
+        for issuer in self.issuers.all():
             epoch = epochs.get(issuer.id, 0)
             if self._settled.get(issuer.id) == epoch:
                 continue
@@ -203,7 +205,7 @@ class CrlPublisher:
             ).scalar()
             rows = conn.execution_options(yield_per=BATCH_ROWS).execute(query)
             for serial, revoked_at, reason, invalidity_date in rows:
-                assert revoked_at is not None  # ca.authority.revoke sets it with the status
+                assert revoked_at is not None  # pki.revocation.revoke sets it with the status
                 entries.add(serial, revoked_at, reason, invalidity_date)
         return Snapshot(epoch or 0, entries)
 
@@ -258,7 +260,7 @@ class CrlPublisher:
             der = sign_crl(
                 fields,
                 snapshot.entries,
-                lambda digest: self.authority.keys.sign_digest(issuer.key_label, digest, scheme),
+                lambda digest: self.keys.sign_digest(issuer.key_label, digest, scheme),
             )
             published = PublishedCrl(
                 issuer_id=issuer.id,

@@ -1,6 +1,6 @@
 """When CRLs are published: on a schedule, and at once after a revocation.
 
-Two jobs on the cluster's JobRunner (ca.jobs), each under its own lease, so that one
+Two jobs on the cluster's JobRunner (core.jobs), each under its own lease, so that one
 instance of the cluster runs each tick:
 
 * ``crl.publish`` publishes every CRL every ``publish_interval_seconds``;
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ca.config import CrlConfig
-from ca.errors import ConfigError
-from ca.jobs import JobRunner
+from core.config import CrlConfig
+from core.errors import ConfigError
+from core.jobs import JobRunner
 from crl.publisher import CrlPublisher
 
 PUBLISH_JOB = "crl.publish"

@@ -6,17 +6,17 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from sqlalchemy import select
 
-from ca.context import context
-from ca.errors import ErrorKind, SceauError
-from ca.store.db import Database
-from ca.store.models import Crl
+from core.errors import ErrorKind, SceauError
+from core.http.service import provided
+from core.store.db import Database
+from core.store.models import Crl
 from crl.publisher import FULL
+from pki.context import context
 
 bp = Blueprint("crl", __name__)
-CACHE = "crl.cache"
 # Digits of a shard number in a URL: far beyond any configured count, short enough that a
 # hostile name never becomes a huge integer.
 _MAX_SHARD_DIGITS = 6
@@ -64,7 +64,7 @@ class NewestCrls:
 
 def _scope(name: str) -> tuple[str, int]:
     """``persons`` -> (persons, FULL); ``persons-3`` -> (persons, 3); anything else 404."""
-    issuers = context().authority.issuers
+    issuers = context().issuers
     base, dash, digits = name.rpartition("-")
     if (
         dash
@@ -83,7 +83,7 @@ def _scope(name: str) -> tuple[str, int]:
 @bp.get("/crl/<name>.crl")
 def crl(name: str) -> Response:
     issuer_id, shard = _scope(name)
-    served: NewestCrls = current_app.extensions[CACHE]
+    served = provided(NewestCrls)
     newest = served.get(issuer_id, shard)
     if newest is None:
         raise SceauError(ErrorKind.NOT_FOUND, f"no CRL published at /crl/{name}.crl")
@@ -104,7 +104,7 @@ def crl(name: str) -> Response:
 
 @bp.get("/certs/<issuer_id>.crt")
 def ca_certificate(issuer_id: str) -> Response:
-    issuer = context().authority.issuers.find(issuer_id)
+    issuer = context().issuers.find(issuer_id)
     # RFC 5280 section 4.2.2.1: a single DER certificate, application/pkix-cert.
     return Response(
         issuer.certificate,

@@ -1,6 +1,6 @@
 """OCSP responder (RFC 6960, the RFC 9919 lightweight profile): ``/ocsp``.
 
-Wires the engine to the core (status from ``ca.status``, responder keys in the token,
+Wires the engine to the core (status from ``pki.status``, responder keys in the token,
 pre-signed responses in the database), the per-worker answer cache in front of Flask,
 and the scheduled jobs (pre-signing, responder renewal).
 """
@@ -11,18 +11,16 @@ from datetime import timedelta
 
 from flask import Flask
 
-from ca.config import OcspConfig, SceauConfig
-from ca.context import ServiceContext
-from ca.errors import ConfigError
-from ca.jobs import JobRunner
-from ca.status import DatabaseStatusSource
-from ca.web import install_common
+from core.config import OcspConfig
+from core.errors import ConfigError
+from core.http.service import make_service, provide, provided
+from core.jobs import JobRunner
 from ocsp import views
 from ocsp.cache import AnswerCache, EpochWatch
 from ocsp.engine import Engine
 from ocsp.jobs import register_jobs
-
-JOBS = "ocsp.jobs"
+from pki.context import PkiContext, context
+from pki.status import DatabaseStatusSource
 
 
 def check_config(config: OcspConfig) -> None:
@@ -40,43 +38,44 @@ def check_config(config: OcspConfig) -> None:
         raise ConfigError("[ocsp] max_request_bytes, max_request_certs, cache_entries too small")
 
 
-def create_app(
-    config: SceauConfig | None = None,
-    ctx: ServiceContext | None = None,
-    *,
-    start_jobs: bool = True,  # scheduled jobs (ca.jobs.JobRunner); tests turn them off
-) -> Flask:
-    ctx = ctx or ServiceContext.open(config)
+def create_app(ctx: PkiContext) -> Flask:
     settings = ctx.config.ocsp
     check_config(settings)
-    app = Flask(__name__)
-    ctx.attach(app)
-    install_common(
-        app, "ocsp", max_body_bytes=ctx.config.service.max_body_bytes, schema=ctx.schema()
-    )
+    app = make_service(__name__, "ocsp", ctx)
     app.url_map.converters["ocsp_request"] = views.RequestPath
     source = DatabaseStatusSource(ctx.db)
     engine = Engine(
         db=ctx.db,
         keys=ctx.keys,
         source=source,
-        registry=ctx.authority.issuers,
+        registry=ctx.issuers,
         validity=timedelta(hours=settings.response_validity_hours),
         max_cert_ids=settings.max_request_certs,
     )
+    provide(app, engine)
+    provide(app, source)
     svc = views.OcspService(
         engine=engine,
         epochs=EpochWatch(source.epochs, settings.revocation_check_ms / 1000),
         cache=AnswerCache(settings.cache_entries),
         config=settings,
     )
-    app.extensions[views.EXTENSION] = svc
+    provide(app, svc)
     app.register_blueprint(views.bp)
     # Flask's __call__ goes through wsgi_app: the cache layer answers before Flask does.
     app.wsgi_app = views.CachedAnswers(app.wsgi_app, svc)  # type: ignore[method-assign]
-    if start_jobs:
-        runner = JobRunner(ctx.db)
-        register_jobs(runner, ctx.config, ctx.db, ctx.keys, ctx.profiles, engine, source)
-        runner.start()
-        app.extensions[JOBS] = runner
     return app
+
+
+def register_app_jobs(runner: JobRunner, app: Flask) -> None:
+    """Pre-signing, re-signing after revocations, responder renewal (ocsp/jobs.py)."""
+    ctx = context(app)
+    register_jobs(
+        runner,
+        ctx.config,
+        ctx.db,
+        ctx.keys,
+        ctx.profiles,
+        provided(Engine, app),
+        provided(DatabaseStatusSource, app),
+    )

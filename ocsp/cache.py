@@ -2,7 +2,7 @@
 
 * :class:`PresignedStore`: the ``ocsp_responses`` table, shared by every worker and every
   instance. One row per certificate, holding a response without nonce. Revocation deletes
-  the row in its own transaction (``ca.authority.revoke``), and a reader never trusts a
+  the row in its own transaction (``ca.issuance.revoke``), and a reader never trusts a
   row blindly: a response signed from a status read just before a revocation committed
   could be written after it, so :mod:`ocsp.engine` compares every row it reads with the
   certificate's current status.
@@ -28,8 +28,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from ca.store.db import Database
-from ca.store.models import OcspResponse
+from core.store.db import Database
+from core.store.models import OcspResponse
 from ocsp import der
 
 log = logging.getLogger(__name__)

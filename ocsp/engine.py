@@ -1,7 +1,7 @@
 """The responder engine: a DER OCSPRequest in, a DER OCSPResponse out. No HTTP here.
 
 Which CA a CertID names (:class:`IssuerIndex`), which delegated responder signs for it
-(:class:`Responders`), the status (a :class:`ca.status.StatusSource`), and the pre-signed
+(:class:`Responders`), the status (a :class:`pki.status.StatusSource`), and the pre-signed
 response of each certificate (:class:`ocsp.cache.PresignedStore`).
 """
 
@@ -15,17 +15,17 @@ from datetime import datetime, timedelta
 
 from asn1crypto import x509
 
-from ca.authority import serial_hex
-from ca.errors import ConfigError
-from ca.hsm import KeyStore
-from ca.issuers import IssuerRegistry
-from ca.profiles import ProfileKind
-from ca.signers import current_signer
-from ca.status import CertState, CertStatus, StatusSource
-from ca.store.db import Database
+from core.errors import ConfigError
+from core.hsm.keystore import KeyStore
+from core.store.db import Database
 from ocsp import der, response
 from ocsp.cache import PresignedStore, StoredResponse
 from ocsp.request import HASHES, CertId, OcspRejection, OcspRequest, ResponseStatus, parse_request
+from pki.issuers import IssuerRegistry
+from pki.profiles import ProfileKind
+from pki.revocation import serial_hex
+from pki.signers import current_signer
+from pki.status import CertState, CertStatus, StatusSource
 
 # Each certificate has a pre-signed response per CertID hash of this tuple: SHA-1 for RFC
 # 5019 clients (and OpenSSL's default), SHA-256 for RFC 9919 clients.
@@ -196,6 +196,15 @@ class Engine:
             return False
         self._presign(issuer, serial, status, now)
         return True
+
+    def stored_disagrees(self, issuer_id: str, serial: int) -> bool:
+        """Whether the stored responses of a certificate are missing or state another
+        status than the current one (the status changed since they were signed)."""
+        stored = self.store.get(issuer_id, serial_hex(serial))
+        if stored is None or not stored.responses:
+            return True
+        status = self.source.status(issuer_id, serial)
+        return response.first_status(stored.responses[0]) != status.state.value
 
     def _issuer(self, request: OcspRequest) -> IssuerKey:
         found = [self.index.find(cert_id) for cert_id in request.cert_ids]

@@ -1,4 +1,4 @@
-"""The responder's scheduled jobs, run by one instance of a cluster at a time (ca.jobs).
+"""The responder's scheduled jobs, run by one instance of a cluster at a time (core.jobs).
 
 * ``ocsp-presign``: signs a response for every unexpired certificate that has none, and
   re-signs those past half their validity, so that requests find them in the database;
@@ -18,14 +18,14 @@ import logging
 import time
 from datetime import datetime, timedelta
 
-from ca.config import SceauConfig
-from ca.hsm import KeyStore
-from ca.jobs import JobRunner
-from ca.profiles import ProfileKind, ProfileSet
-from ca.signers import certify_signer, current_signer
-from ca.status import StatusSource
-from ca.store.db import Database
+from core.config import SceauConfig
+from core.hsm.keystore import KeyStore
+from core.jobs import JobRunner
+from core.store.db import Database
 from ocsp.engine import Engine
+from pki.profiles import ProfileKind, ProfileSet
+from pki.signers import certify_signer, current_signer
+from pki.status import StatusSource
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +64,17 @@ def presign_due(
 
 
 def resign_revoked(engine: Engine, source: StatusSource, *, now: datetime) -> int:
-    """Sign the responses of certificates revoked within REVOCATION_WINDOW that have none."""
+    """Re-sign the responses of certificates revoked within REVOCATION_WINDOW whose stored
+    responses predate the revocation (the CA writes no OCSP row: this is how a revocation
+    reaches the pre-signed responses)."""
     signed = 0
     for issuer_id in engine.index.ids():
-        for serial in source.revoked_without_response(
+        for serial in source.revoked_since_response(
             issuer_id, since=now - REVOCATION_WINDOW, limit=PRESIGN_BATCH
         ):
-            signed += engine.presign(issuer_id, serial, now=now)
+            # thisUpdate has whole seconds: a row of the revocation's second may be either.
+            if engine.stored_disagrees(issuer_id, serial):
+                signed += engine.presign(issuer_id, serial, now=now)
     return signed
 
 

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 
 from asn1crypto import ocsp, x509
 
-from ca.algorithms import SignatureScheme
-from ca.signers import ActiveSigner
-from ca.status import CertState, CertStatus
+from core.hsm.algorithms import SignatureScheme
 from ocsp import der
 from ocsp.request import ResponseStatus
+from pki.signers import ActiveSigner
+from pki.status import CertState, CertStatus
 
 ID_PKIX_OCSP_BASIC = der.oid("1.3.6.1.5.5.7.48.1.1")
 ID_PKIX_OCSP_NONCE = der.oid("1.3.6.1.5.5.7.48.1.2")

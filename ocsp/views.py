@@ -23,15 +23,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from prometheus_client import Counter
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.http import http_date
 from werkzeug.routing import BaseConverter
 
-from ca import metrics
-from ca.config import OcspConfig
-from ca.errors import ErrorKind, SceauError
+from core import metrics
+from core.config import OcspConfig
+from core.errors import ErrorKind, SceauError
+from core.http.service import provided
 from ocsp.cache import AnswerCache, CacheEntry, EpochWatch
 from ocsp.engine import Answer, Engine
 from ocsp.request import OcspRejection, ResponseStatus, decode_get
@@ -39,7 +40,6 @@ from ocsp.response import unsigned
 
 log = logging.getLogger(__name__)
 
-EXTENSION = "ocsp"
 OCSP_REQUEST = "application/ocsp-request"
 OCSP_RESPONSE = "application/ocsp-response"
 PREFIX = "/ocsp/"
@@ -75,8 +75,7 @@ class OcspService:
 
 
 def service() -> OcspService:
-    svc: OcspService = current_app.extensions[EXTENSION]
-    return svc
+    return provided(OcspService)
 
 
 bp = Blueprint("ocsp", __name__)

@@ -1,5 +1,3 @@
-"""Certification policies and the machine-readable certificate profiles they define."""
-
-from pathlib import Path
-
-PROFILES_DIR = Path(__file__).parent / "profiles"
+"""Data only: the certificate profiles (``profiles/*.toml``) and the certification policy
+documents (``*.md``). The code that reads them is in ``pki.profiles`` and
+``crl.policy_facts``."""

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, Response, request
 
-from ca.clients import authenticate
-from ca.context import context
-from ca.errors import ErrorKind, SceauError
-from ca.store.models import IdentityProof
-from ca.web import json_body
+from core.accounts.clients import authenticate
+from core.errors import ErrorKind, SceauError
+from core.http.problems import json_body
+from core.store.models import IdentityProof
+from pki.context import context
 from registration.evidence import add_file
 from registration.proofs import create_proof, file_body, proof_body, proof_files
 

@@ -4,7 +4,7 @@ and reject with a reason.
 A proof becomes ``verified`` at its first approval, which makes it usable for the profiles
 that need one officer; a profile with ``approvals_required = 2`` (seal-qcp-l-qscd) accepts it
 only once a second, different officer has approved (checked again at issuance,
-ca.authority). An officer never approves a proof they submitted. Each decision is an audit
+ca.issuance). An officer never approves a proof they submitted. Each decision is an audit
 event and, when the platform registered a callback, a webhook delivery, in one transaction.
 """
 
@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ca import audit
-from ca.errors import ErrorKind, SceauError
-from ca.profiles import ProfileSet, ProofMethod, SubjectKind
-from ca.store.db import Database
-from ca.store.models import Certificate, IdentityProof
+from core import audit
+from core.errors import ErrorKind, SceauError
+from core.store.db import Database
+from core.store.models import Certificate, IdentityProof
+from pki.profiles import ProfileSet, ProofMethod, SubjectKind
 from registration.webhooks import queue_decision
 
 REASON_MAX = 500

@@ -1,6 +1,6 @@
 """Evidence files of identity proofs: images of the identity document, the company extract,
 the mandate. JPEG, PNG or PDF, recognised by their bytes and structure, never by a name or
-a declared type; each sealed on its own (ca.sealing) with associated data naming its proof
+a declared type; each sealed on its own (core.hsm.envelope) with associated data naming its proof
 and its row, so a file moved to another proof or row does not open.
 """
 
@@ -13,12 +13,12 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from ca import audit
-from ca.clients import Client
-from ca.errors import ErrorKind, HsmError, SceauError
-from ca.sealing import Sealed, Sealer
-from ca.store.db import Database
-from ca.store.models import EvidenceFile, IdentityProof
+from core import audit
+from core.accounts.clients import Client
+from core.errors import ErrorKind, HsmError, SceauError
+from core.hsm.envelope import Sealed, Sealer
+from core.store.db import Database
+from core.store.models import EvidenceFile, IdentityProof
 from registration.proofs import proof_files
 
 log = logging.getLogger(__name__)

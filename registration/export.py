@@ -18,11 +18,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ca import audit
-from ca.errors import ErrorKind, SceauError
-from ca.sealing import Sealer
-from ca.store.db import Database
-from ca.store.models import Certificate, EvidenceFile, IdentityProof
+from core import audit
+from core.errors import ErrorKind, SceauError
+from core.hsm.envelope import Sealer
+from core.store.db import Database
+from core.store.models import Certificate, EvidenceFile, IdentityProof
 from registration.evidence import open_evidence
 from registration.proofs import open_proof, proof_files
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from ca.errors import ErrorKind, SceauError
+from core.errors import ErrorKind, SceauError
 
 # LEG-5.1.4-02: 3-letter type, 2-letter country, "-", identifier. Types pkilint 0.13.3 knows.
 ORG_ID = re.compile(

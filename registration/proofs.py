@@ -5,7 +5,7 @@ keep: the subject's attributes (natural person: names, birth date and place, e-m
 nationality; legal person: registered name, identifier, registered address and the natural
 person who represents it, with the proof of that mandate), the identity document (type,
 number, issuing state, expiry) and the method (with the eID scheme and level for ``eid``).
-All of it is sealed (ca.sealing) in one record; only blind terms and dates stay in clear.
+All of it is sealed (core.hsm.envelope) in one record; only blind terms and dates stay in clear.
 
 A ``delegated`` proof is the platform vouching for the identity as a delegated RA: it is
 verified at once when one of the client's profiles accepts delegated proofs for that kind
@@ -26,14 +26,14 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ca import audit
-from ca.clients import Client
-from ca.errors import ErrorKind, HsmError, SceauError
-from ca.profiles import DOCUMENT_TYPES, ProfileSet, ProofMethod, SubjectKind
-from ca.proofs import add_years, open_record, proof_aad
-from ca.sealing import Sealer
-from ca.store.db import Database
-from ca.store.models import ApiClient, EvidenceFile, IdentityProof, ProofTerm
+from core import audit
+from core.accounts.clients import Client
+from core.errors import ErrorKind, HsmError, SceauError
+from core.hsm.envelope import Sealer
+from core.store.db import Database
+from core.store.models import ApiClient, EvidenceFile, IdentityProof, ProofTerm
+from pki.profiles import DOCUMENT_TYPES, ProfileSet, ProofMethod, SubjectKind
+from pki.proofs import add_years, open_record, proof_aad
 from registration.identifiers import check_organization_identifier
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def parse_person(raw: dict[str, Any], where: str, today: date) -> dict[str, str]
 
 def parse_subject(kind: SubjectKind, raw: dict[str, Any], today: date) -> dict[str, str]:
     """The subject's attributes; issuance builds the certificate's DN from some of them
-    (ca.subject), the rest is kept for the record."""
+    (pki.subject), the rest is kept for the record."""
     _no_unknown(raw, SUBJECT_FIELDS[kind], f"subject ({kind} person)")
     out = {"country": str(_country(raw, "country", "subject"))}
     if kind is SubjectKind.NATURAL:

@@ -3,7 +3,8 @@
 EN 319 411-1 OVR-6.4.6-01 and TS 119 461 ISS-8.5.2-04/-08: a record is kept
 ``retention_years`` after the expiry of the last certificate issued on it (after its
 creation when none was), then its personal data and files are erased. ``retain_until`` is
-set at creation and raised by every issuance (ca.authority); the purge re-checks the
+set at creation and raised by every issuance (``RetentionFollowsIssuance``, which
+``sceau/`` hands to the CA as an issuance listener); the purge re-checks the
 certificates itself, so a missed update cannot erase a record still relied upon.
 
 The purge is the only code that erases a record; it leaves an anonymised stub (id, kind of
@@ -18,25 +19,44 @@ from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import delete, func, select, true, update
+from sqlalchemy.orm import Session
 
-from ca import audit
-from ca.config import RegistrationConfig
-from ca.errors import ErrorKind, SceauError
-from ca.proofs import retention_end
-from ca.store.db import Database
-from ca.store.models import (
+from core import audit
+from core.config import RegistrationConfig
+from core.errors import ErrorKind, SceauError
+from core.store.db import Database
+from core.store.models import (
     Certificate,
     EvidenceFile,
     IdentityProof,
     ProofTerm,
     WebhookDelivery,
 )
+from pki.proofs import retention_end
 
 log = logging.getLogger(__name__)
 
 ACTOR = "system:retention"
 REASON_MAX = 500
 BATCH = 100
+
+
+class RetentionFollowsIssuance:
+    """EN 319 411-1 OVR-6.4.6-01: keep the registration record ``years`` past the expiry of
+    the last certificate that relies on it. Called by the CA inside the issuance
+    transaction (``pki.custody.IssuanceListener``), so a record never lags its newest
+    certificate."""
+
+    def __init__(self, years: int) -> None:
+        self.years = years
+
+    def __call__(self, session: Session, proof_id: str, not_after: datetime) -> None:
+        keep_until = retention_end(not_after, self.years)
+        session.execute(
+            update(IdentityProof)
+            .where(IdentityProof.id == proof_id, IdentityProof.retain_until < keep_until)
+            .values(retain_until=keep_until)
+        )
 
 
 def set_legal_hold(

@@ -21,12 +21,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ca import audit
-from ca.config import RegistrationConfig
-from ca.errors import ErrorKind, SceauError
-from ca.sealing import Sealed, Sealer
-from ca.store.db import Database
-from ca.store.models import ApiClient, IdentityProof, WebhookDelivery
+from core import audit
+from core.config import RegistrationConfig
+from core.errors import ErrorKind, SceauError
+from core.hsm.envelope import Sealed, Sealer
+from core.store.db import Database
+from core.store.models import ApiClient, IdentityProof, WebhookDelivery
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ca.clients import create_client
-from ca.config import default_home, load_config
-from ca.errors import SceauError
-from ca.profiles import ProfileSet
-from ca.store.db import Database
+from core.accounts.clients import create_client
+from core.config import default_home, load_config
+from core.errors import SceauError
+from core.store.db import Database
+from pki.profiles import ProfileSet
 
 log = logging.getLogger("sceau")
 
@@ -102,9 +102,9 @@ def cmd_client_add(args: argparse.Namespace) -> int:
 
 
 def cmd_officer_add(args: argparse.Namespace) -> int:
-    from ca.hsm import KeyStore
-    from ca.officers import create_officer, parse_role
-    from ca.sealing import Sealer
+    from core.accounts.officers import create_officer, parse_role
+    from core.hsm.envelope import Sealer
+    from core.hsm.keystore import KeyStore
 
     config = load_config(_home(args))
     db = Database(config.database.url)
@@ -169,7 +169,7 @@ def _print_report(report: Any, source: str) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     if args.export:
-        from ca.audit_export import ExportUnreadable, verify_export
+        from audit.export import ExportUnreadable, verify_export
 
         try:
             text = Path(args.export).read_text(encoding="utf-8")
@@ -177,7 +177,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError, ExportUnreadable) as exc:
             print(f"sceau: cannot verify {args.export}: {exc}", file=sys.stderr)
             return 2
-    from ca.checkpoints import verify_database
+    from audit.checkpoints import verify_database
 
     config = load_config(_home(args))
     db = Database(config.database.url)
@@ -189,15 +189,16 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
-    from ca.context import ServiceContext
+    from audit.checkpoint_job import checkpoint_maker
+    from pki.context import PkiContext
+    from sceau.services import LocalTimestamper
     from tsa.authority import TimestampAuthority
-    from tsa.checkpoint_job import checkpoint_maker
 
     config = load_config(_home(args))
-    ctx = ServiceContext.open(config)
+    ctx = PkiContext.open(config)
     authority = TimestampAuthority.from_config(ctx.config, ctx.db, ctx.keys, ctx.profiles)
     try:
-        checkpoint = checkpoint_maker(ctx, authority).make(datetime.now(UTC))
+        checkpoint = checkpoint_maker(ctx, LocalTimestamper(authority)).make(datetime.now(UTC))
     finally:
         authority.records.close()
         ctx.db.dispose()
@@ -212,15 +213,15 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
 
 
 def cmd_crl_publish(args: argparse.Namespace) -> int:
-    from ca.context import ServiceContext
     from crl.publisher import CrlPublisher
     from crl.schedule import check_config
+    from pki.context import PkiContext
 
     config = load_config(_home(args))
     check_config(config.crl)
-    ctx = ServiceContext.open(config)
+    ctx = PkiContext.open(config)
     try:
-        published = CrlPublisher(ctx.authority, actor=_operator()).publish_all(datetime.now(UTC))
+        published = CrlPublisher(ctx, actor=_operator()).publish_all(datetime.now(UTC))
     finally:
         ctx.db.dispose()
     for crl in published:
@@ -232,9 +233,9 @@ def cmd_crl_publish(args: argparse.Namespace) -> int:
 
 
 def _registration_context(args: argparse.Namespace) -> Any:
-    from ca.context import ServiceContext
+    from pki.context import PkiContext
 
-    return ServiceContext.open(load_config(_home(args)))
+    return PkiContext.open(load_config(_home(args)))
 
 
 def cmd_proof_hold(args: argparse.Namespace) -> int:
@@ -320,7 +321,7 @@ def cmd_client_webhook_secret(args: argparse.Namespace) -> int:
 
 
 def cmd_policies_render(args: argparse.Namespace) -> int:
-    from policies.facts import Facts, PolicyDataError, render_all, stale_documents
+    from crl.policy_facts import Facts, PolicyDataError, render_all, stale_documents
 
     # The repository's documents state the profiles and the configuration defaults; a
     # running repository service renders its own configuration's figures (crl/policies.py).
@@ -452,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     # APScheduler logs every run of every job at INFO (several a second); failures of our
-    # jobs are logged by ca.jobs itself.
+    # jobs are logged by core.jobs itself.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = build_parser().parse_args(argv)

@@ -9,14 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ca.app import create_app as create_ca
-from ca.config import SceauConfig
-from ca.context import ServiceContext
-from crl.app import create_app as create_crl
-from ocsp.app import create_app as create_ocsp
-from registration.app import create_app as create_registration
-from signing.app import create_app as create_signing
-from tsa.app import create_app as create_tsa
+from core.config import SceauConfig
+from core.http.service import provided
+from core.jobs import JobRunner
+from pki.context import PkiContext
+from sceau import services
+from tsa.authority import TimestampAuthority
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -39,26 +37,33 @@ class PrefixDispatcher:
 
 def create_app(
     config: SceauConfig | None = None,
-    ctx: ServiceContext | None = None,
+    ctx: PkiContext | None = None,
     *,
     start_jobs: bool = True,
 ) -> PrefixDispatcher:
     # One context for all services: one PKCS#11 session and one database pool per process.
-    ctx = ctx or ServiceContext.open(config)
-    ca_app = create_ca(ctx=ctx)
-    registration = create_registration(ctx=ctx, start_jobs=start_jobs)
-    crl = create_crl(ctx=ctx, start_jobs=start_jobs)
+    ctx = ctx or PkiContext.open(config)
+    apps = {name: services.build(name, ctx) for name in services.SERVICES if name != "audit"}
+    # The audit checkpoints are timestamped by this process's TSA, without HTTP.
+    tsa = provided(TimestampAuthority, apps["tsa"])
+    apps["audit"] = services.build("audit", ctx, services.LocalTimestamper(tsa))
+    if start_jobs:
+        runner = JobRunner(ctx.db)
+        for name, app in apps.items():
+            services.register_jobs(runner, name, app)
+        runner.start()
+    crl = apps["crl"]
     return PrefixDispatcher(
-        ca_app,  # /healthz, /metrics and /ca/... (the process's metrics cover every service)
+        apps["ca"],  # /healthz, /metrics and /ca/... (the process's metrics cover every service)
         {
-            "/ra/": registration,
-            "/ca/": ca_app,
-            "/audit/": ca_app,
-            "/tsa/": create_tsa(ctx=ctx, start_jobs=start_jobs),
-            "/ocsp/": create_ocsp(ctx=ctx, start_jobs=start_jobs),
+            "/ra/": apps["registration"],
+            "/ca/": apps["ca"],
+            "/audit/": apps["audit"],
+            "/tsa/": apps["tsa"],
+            "/ocsp/": apps["ocsp"],
             "/crl/": crl,
             "/certs/": crl,
             "/policies/": crl,
-            "/csc/": create_signing(ctx=ctx, start_jobs=start_jobs),
+            "/csc/": apps["signing"],
         },
     )

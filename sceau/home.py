@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ca.ceremony import run_ceremony
-from ca.config import CONFIG_FILE, SECRETS_FILE, SceauConfig, load_config
-from ca.hsm import KeyStore
-from ca.profiles import ProfileSet
-from ca.softhsm import ensure_softhsm_token, find_softhsm_module
-from ca.store.db import Database, migrate
+from core.config import CONFIG_FILE, SECRETS_FILE, SceauConfig, load_config
+from core.hsm.keystore import KeyStore
+from core.hsm.softhsm import ensure_softhsm_token, find_softhsm_module
+from core.store.db import Database, migrate
+from pki.profiles import ProfileSet
+from sceau.ceremony import run_ceremony
 from tsa.clock import kernel_clock_synchronised
 
 # pkilint rightly refuses certificate URLs on a loopback or non-public host

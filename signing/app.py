@@ -8,10 +8,9 @@ from datetime import timedelta
 
 from flask import Flask
 
-from ca.config import SceauConfig
-from ca.context import ServiceContext
-from ca.jobs import JobRunner
-from ca.web import install_common
+from core.http.service import make_service, provide, provided
+from core.jobs import JobRunner
+from pki.context import PkiContext, context
 from signing import views
 from signing.engine import SigningEngine
 from signing.otp import otp_sender
@@ -19,40 +18,27 @@ from signing.otp import otp_sender
 log = logging.getLogger(__name__)
 
 
-JOBS = "sceau_signing_jobs"
-
-
-def create_app(
-    config: SceauConfig | None = None,
-    ctx: ServiceContext | None = None,
-    *,
-    start_jobs: bool = True,  # the key clean-up (ca.jobs.JobRunner); tests turn it off
-) -> Flask:
-    ctx = ctx or ServiceContext.open(config)
-    app = Flask(__name__)
-    ctx.attach(app)
-    install_common(
-        app, "signing", max_body_bytes=ctx.config.service.max_body_bytes, schema=ctx.schema()
-    )
-    signing = ctx.config.signing
+def create_app(ctx: PkiContext) -> Flask:
+    app = make_service(__name__, "signing", ctx)
     engine = SigningEngine(
         ctx.db,
         ctx.keys,
-        ctx.authority.issuers,
-        signing,
+        ctx.issuers,
+        ctx.config.signing,
         otp_sender(ctx.config),
         ctx.sealer,
         ctx.profiles,
     )
-    app.extensions[views.EXTENSION] = engine
-    if start_jobs:
-        runner = JobRunner(ctx.db)
-        runner.every(
-            "signing-key-cleanup",
-            timedelta(minutes=signing.key_cleanup_interval_minutes),
-            lambda now: log.info("destroyed %d retired keys", engine.destroy_retired_keys(now)),
-        )
-        runner.start()
-        app.extensions[JOBS] = runner
+    provide(app, engine)
     app.register_blueprint(views.bp)
     return app
+
+
+def register_app_jobs(runner: JobRunner, app: Flask) -> None:
+    """The clean-up of retired subscriber keys."""
+    engine = provided(SigningEngine, app)
+    runner.every(
+        "signing-key-cleanup",
+        timedelta(minutes=context(app).config.signing.key_cleanup_interval_minutes),
+        lambda now: log.info("destroyed %d retired keys", engine.destroy_retired_keys(now)),
+    )

@@ -22,24 +22,24 @@ from asn1crypto import algos
 from cryptography import x509
 from sqlalchemy import delete, select, update
 
-from ca import audit
-from ca.algorithms import HashAlgorithm, KeyAlgorithm, Padding, SignatureScheme
-from ca.clients import Client
-from ca.config import SigningConfig
-from ca.errors import SceauError
-from ca.hsm import KeyNotFoundError, KeyStore
-from ca.issuers import IssuerRegistry
-from ca.profiles import ProfileSet, SubjectKind
-from ca.proofs import open_record
-from ca.sealing import Sealer
-from ca.store.db import Database
-from ca.store.models import (
+from core import audit
+from core.accounts.clients import Client
+from core.config import SigningConfig
+from core.errors import SceauError
+from core.hsm.algorithms import HashAlgorithm, KeyAlgorithm, Padding, SignatureScheme
+from core.hsm.envelope import Sealer
+from core.hsm.keystore import KeyNotFoundError, KeyStore
+from core.store.db import Database
+from core.store.models import (
     Certificate,
     Credential,
     IdentityProof,
     OneTimeCode,
     SignatureActivation,
 )
+from pki.issuers import IssuerRegistry
+from pki.profiles import ProfileSet, SubjectKind
+from pki.proofs import open_record
 from signing.otp import OtpDeliveryError, OtpRecipient, OtpSender
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ca import __version__
+from core import __version__
 from signing.engine import MAX_HASHES
 
 _JSON = "application/json"

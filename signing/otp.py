@@ -18,8 +18,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
-from ca.config import SECRETS_FILE, SceauConfig, read_secrets
-from ca.errors import ConfigError
+from core.config import SECRETS_FILE, SceauConfig, read_secrets
+from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -10,17 +10,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
-from ca.clients import Client, authenticate
-from ca.errors import ErrorKind, SceauError
-from ca.web import json_body
+from core.accounts.clients import Client, authenticate
+from core.errors import ErrorKind, SceauError
+from core.http.problems import json_body
+from core.http.service import provided
 from signing.engine import SIGN_ALGORITHMS, CscError, SigningEngine
 from signing.openapi import openapi
 
 log = logging.getLogger(__name__)
 
-EXTENSION = "sceau_signing"
 bp = Blueprint("csc", __name__, url_prefix="/csc/v2")
 
 _SCEAU_ERRORS = {
@@ -32,8 +32,7 @@ _SCEAU_ERRORS = {
 
 
 def _engine() -> SigningEngine:
-    engine: SigningEngine = current_app.extensions[EXTENSION]
-    return engine
+    return provided(SigningEngine)
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:

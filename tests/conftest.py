@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from werkzeug.test import Client as WsgiClient
 
-from ca.clients import create_client
-from ca.config import SceauConfig
-from ca.context import ServiceContext
+from core.accounts.clients import create_client
+from core.config import SceauConfig
+from pki.context import PkiContext
 from sceau.devserver import create_app
 from sceau.home import init_home
 from tests.pgcluster import PgCluster, find_pg_bin, start_cluster
@@ -40,7 +40,7 @@ class Pki:
     backend: str
     home: Path
     config: SceauConfig
-    ctx: ServiceContext
+    ctx: PkiContext
     app: Any
 
     def client(self, *profiles: str) -> ApiClient:
@@ -79,7 +79,7 @@ class ApiClient:
 
 @pytest.fixture(scope="session")
 def softhsm_conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One token directory for the whole session: a process can use only one (ca.hsm)."""
+    """One token directory for the whole session: a process can use only one (core.hsm.keystore)."""
     base = tmp_path_factory.mktemp("softhsm")
     (base / "tokens").mkdir(mode=0o700)
     conf = base / "softhsm2.conf"
@@ -130,6 +130,6 @@ def pki(
         cluster: PgCluster = request.getfixturevalue("pg_cluster")
         url = cluster.create_database(f"sceau_{secrets.token_hex(4)}")
     config, _ = make_home(home, softhsm_conf, url, f"test-{backend}")
-    ctx = ServiceContext.open(config)
+    ctx = PkiContext.open(config)
     yield Pki(backend, home, config, ctx, create_app(ctx=ctx, start_jobs=False))
     ctx.db.dispose()

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from ca.hsm import HsmConfig
+from core.hsm.keystore import HsmConfig
 
 BIN = Path(sys.executable).parent
 

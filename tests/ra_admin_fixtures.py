@@ -14,7 +14,7 @@ from typing import Any
 import pyotp
 from werkzeug.test import Client as WsgiClient
 
-from ca.officers import NewOfficer, Role, create_officer
+from core.accounts.officers import NewOfficer, Role, create_officer
 from tests.conftest import ApiClient, Pki
 from tests.helpers import LEGAL, NATURAL
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ca.store.models import Certificate, IdentityProof
+from core.store.models import Certificate, IdentityProof
 from tests.conftest import Pki
 from tests.helpers import NATURAL
 

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from ca import audit
-from ca.store.db import Database, migrate
-from ca.store.models import AuditEvent
+from core import audit
+from core.store.db import Database, migrate
+from core.store.models import AuditEvent
 
 
 @pytest.fixture

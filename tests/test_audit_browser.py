@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from ca import audit
-from ca.audit_export import verify_export
-from ca.checkpoints import CheckpointMaker
-from ca.officers import Role
+from audit.checkpoints import CheckpointMaker
+from audit.export import verify_export
+from core import audit
+from core.accounts.officers import Role
+from sceau.services import LocalTimestamper
 from tests.browser_fixtures import shot
 from tests.conftest import Pki
 from tests.ra_admin_fixtures import ADMIN, Person, new_person
 from tsa.authority import TimestampAuthority
-from tsa.checkpoint_job import LocalTimestamper
 
 
 def fill_login(page: Page, person: Person) -> None:

@@ -30,17 +30,17 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 from werkzeug.test import Client as WsgiClient
 
-from ca import audit
-from ca.audit_export import build_export, to_csv, to_jsonl, verify_export
-from ca.audit_query import EventFilter
-from ca.checkpoints import CheckpointMaker, Statement, verify_database
-from ca.store.db import Database
-from ca.store.models import AuditCheckpoint, AuditEvent, AuditHead
+from audit.checkpoints import CheckpointMaker, Statement, verify_database
+from audit.export import build_export, to_csv, to_jsonl, verify_export
+from audit.queries import EventFilter
+from core import audit
+from core.store.db import Database
+from core.store.models import AuditCheckpoint, AuditEvent, AuditHead
 from sceau.cli import main
+from sceau.services import LocalTimestamper
 from tests.conftest import Pki
 from tests.pgcluster import SUPERUSER, PgCluster
 from tsa.authority import TimestampAuthority
-from tsa.checkpoint_job import LocalTimestamper
 
 
 @dataclass
@@ -382,7 +382,7 @@ def test_unreadable_export_is_refused(text: str, tmp_path: Path) -> None:
 def test_configuration_change_is_audited(pki: Pki) -> None:
     import dataclasses
 
-    from ca.config_audit import record_config
+    from core.audit.config_audit import record_config
 
     db, config = pki.ctx.db, pki.config
     record_config(db, config, now=datetime.now(UTC), actor="test")  # the CA app did it already

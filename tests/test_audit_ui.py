@@ -11,14 +11,14 @@ from datetime import UTC, datetime
 import pytest
 from werkzeug.test import Client as WsgiClient
 
-from ca import audit
-from ca.audit_export import verify_export
-from ca.checkpoints import CheckpointMaker
-from ca.officers import Role
+from audit.checkpoints import CheckpointMaker
+from audit.export import verify_export
+from core import audit
+from core.accounts.officers import Role
+from sceau.services import LocalTimestamper
 from tests.conftest import Pki
 from tests.ra_admin_fixtures import Person, form_token, login, new_person
 from tsa.authority import TimestampAuthority
-from tsa.checkpoint_job import LocalTimestamper
 
 AUDIT = "/audit"
 
@@ -112,7 +112,7 @@ def test_filter_and_keyset_pages(auditor: WsgiClient, tagged: str) -> None:
 
 
 def test_keyset_pagination(pki: Pki, auditor: WsgiClient, tagged: str) -> None:
-    from ca.audit_query import EventFilter, page
+    from audit.queries import EventFilter, page
 
     with pki.ctx.db.read() as session:
         one, cursor = page(session, EventFilter(actor=tagged), size=10)
@@ -126,7 +126,7 @@ def test_keyset_pagination(pki: Pki, auditor: WsgiClient, tagged: str) -> None:
 
 
 def test_event_detail_with_inclusion(pki: Pki, auditor: WsgiClient, tagged: str) -> None:
-    from ca.audit_query import EventFilter, page
+    from audit.queries import EventFilter, page
 
     with pki.ctx.db.read() as session:
         rows, _ = page(session, EventFilter(actor=tagged), size=1)
@@ -157,7 +157,7 @@ def test_export_verifies_and_is_audited(
     exported = auditor.get(f"{AUDIT}/", query_string={"action": "audit.exported"})
     assert "audit.exported" in exported.text
     with pki.ctx.db.read() as session:
-        from ca.audit_query import EventFilter, page
+        from audit.queries import EventFilter, page
 
         rows, _ = page(session, EventFilter(action="audit.exported"), size=1)
     assert rows[0].details["filter"] == {"actor": tagged} and rows[0].details["events"] == 25

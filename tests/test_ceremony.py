@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ca.ceremony import ca_key_label
-from ca.store.models import Issuer
+from core.store.models import Issuer
+from sceau.ceremony import ca_key_label
 from tests.conftest import Pki, make_home
 from tests.helpers import private_key_blocks, run
 
@@ -46,12 +46,12 @@ def test_signer_certificates(pki: Pki, tmp_path: Path) -> None:
     from cryptography.hazmat.primitives.serialization import Encoding
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
-    from ca.profiles import ProfileKind
-    from ca.signers import current_signer
+    from pki.profiles import ProfileKind
+    from pki.signers import current_signer
     from tests.helpers import pkix_lint
 
     now = datetime.now(UTC)
-    root = pki.ctx.authority.issuers.get("root").certificate
+    root = pki.ctx.issuers.get("root").certificate
     (tmp_path / "root.pem").write_bytes(
         x509.load_der_x509_certificate(root).public_bytes(Encoding.PEM)
     )
@@ -75,9 +75,7 @@ def test_signer_certificates(pki: Pki, tmp_path: Path) -> None:
         path = tmp_path / f"{kind}-{issuer_id}.der"
         path.write_bytes(signer.certificate)
         assert pkix_lint(path).returncode == 0, pkix_lint(path).stdout
-        chain = (
-            [pki.ctx.authority.issuers.get(issuer_id).certificate] if issuer_id != "root" else []
-        )
+        chain = [pki.ctx.issuers.get(issuer_id).certificate] if issuer_id != "root" else []
         (tmp_path / "mid.pem").write_bytes(
             b"".join(x509.load_der_x509_certificate(c).public_bytes(Encoding.PEM) for c in chain)
         )

@@ -27,18 +27,18 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import delete, select
 from werkzeug.test import Client as WsgiClient
 
-from ca import audit
-from ca.algorithms import HashAlgorithm, Padding, SignatureScheme
-from ca.authority import REVOCATION_REASONS
-from ca.config import CrlConfig
-from ca.errors import ConfigError
-from ca.jobs import JobRunner
-from ca.store.models import AuditEvent, Certificate, Crl, JobLock
-from crl.app import JOBS
+from core import audit
+from core.config import CrlConfig
+from core.errors import ConfigError
+from core.hsm.algorithms import HashAlgorithm, Padding, SignatureScheme
+from core.jobs import JobRunner
+from core.store.models import AuditEvent, Certificate, Crl, JobLock
 from crl.app import create_app as create_crl_app
+from crl.app import register_app_jobs
 from crl.builder import OID_EXPIRED_CERTS_ON_CRL, CrlFields, RevokedEntries, sign_crl
 from crl.publisher import FULL, CrlPublisher
 from crl.schedule import PUBLISH_JOB, REVOCATIONS_JOB, check_config, register_jobs
+from pki.revocation import REVOCATION_REASONS
 from tests.conftest import ApiClient, Pki
 from tests.helpers import BIN, NATURAL, csr_pem, run
 
@@ -231,7 +231,7 @@ def test_signed_crl_round_trips_with_partition_extension() -> None:
 
 
 def test_every_ca_publishes_a_crl_that_verifies_and_lints(pki: Pki, tmp_path: Path) -> None:
-    published = CrlPublisher(pki.ctx.authority).publish_all(datetime.now(UTC))
+    published = CrlPublisher(pki.ctx).publish_all(datetime.now(UTC))
     assert {(p.issuer_id, p.shard) for p in published} >= {(i, FULL) for i in CA_IDS}
     http = WsgiClient(pki.app)
     for issuer_id in CA_IDS:
@@ -277,7 +277,7 @@ def test_every_ca_publishes_a_crl_that_verifies_and_lints(pki: Pki, tmp_path: Pa
 
 def test_revocation_reaches_the_crl(pki: Pki, tmp_path: Path) -> None:
     api = pki.client("person-lcp")
-    publisher = CrlPublisher(pki.ctx.authority)
+    publisher = CrlPublisher(pki.ctx)
     cert = issue(api)
     publisher.publish_changed(datetime.now(UTC))  # whatever other tests left unpublished
     before = fetch_crl(api.http, "persons")
@@ -329,8 +329,8 @@ def test_expired_revoked_certificates_stay_listed(pki: Pki) -> None:
                 revocation_reason="cessationOfOperation",
             )
         )
-    publisher = CrlPublisher(pki.ctx.authority)
-    publisher.publish(pki.ctx.authority.issuers.get("seals"), FULL, now=datetime.now(UTC))
+    publisher = CrlPublisher(pki.ctx)
+    publisher.publish(pki.ctx.issuers.get("seals"), FULL, now=datetime.now(UTC))
     crl = x509.load_der_x509_crl(fetch_crl(WsgiClient(pki.app), "seals"))
     listed = entry(crl, serial)
     assert listed is not None
@@ -358,8 +358,8 @@ def _last_crl_id(pki: Pki) -> int:
 
 def test_numbers_strictly_increase_when_instances_race(pki: Pki) -> None:
     start = _last_crl_id(pki)
-    persons = pki.ctx.authority.issuers.get("persons")
-    instances = [CrlPublisher(pki.ctx.authority, actor=f"system:crl-{n}") for n in range(4)]
+    persons = pki.ctx.issuers.get("persons")
+    instances = [CrlPublisher(pki.ctx, actor=f"system:crl-{n}") for n in range(4)]
 
     def publish_three(publisher: CrlPublisher) -> None:
         for _ in range(3):
@@ -385,8 +385,8 @@ def test_numbers_strictly_increase_when_instances_race(pki: Pki) -> None:
 
 def test_a_slow_instance_never_publishes_an_older_state_after_a_newer(pki: Pki) -> None:
     api = pki.client("person-lcp")
-    persons = pki.ctx.authority.issuers.get("persons")
-    slow, fast = CrlPublisher(pki.ctx.authority), CrlPublisher(pki.ctx.authority)
+    persons = pki.ctx.issuers.get("persons")
+    slow, fast = CrlPublisher(pki.ctx), CrlPublisher(pki.ctx)
     snapshot = slow.read(persons, FULL)  # read, then stalls before signing
     cert = issue(api)
     revoke(api, cert["serial"], "superseded")
@@ -405,8 +405,8 @@ def test_a_slow_instance_never_publishes_an_older_state_after_a_newer(pki: Pki) 
 
 def test_crl_http_caching(pki: Pki) -> None:
     http = WsgiClient(pki.app)
-    published = CrlPublisher(pki.ctx.authority).publish(
-        pki.ctx.authority.issuers.get("persons"), FULL, now=datetime.now(UTC)
+    published = CrlPublisher(pki.ctx).publish(
+        pki.ctx.issuers.get("persons"), FULL, now=datetime.now(UTC)
     )
     assert published is not None
     resp = http.get("/crl/persons.crl")
@@ -425,8 +425,8 @@ def test_crl_http_caching(pki: Pki) -> None:
     assert again.status_code == 304 and again.data == b""
     assert http.head("/crl/persons.crl").headers["ETag"] == etag
 
-    newer = CrlPublisher(pki.ctx.authority).publish(
-        pki.ctx.authority.issuers.get("persons"), FULL, now=datetime.now(UTC)
+    newer = CrlPublisher(pki.ctx).publish(
+        pki.ctx.issuers.get("persons"), FULL, now=datetime.now(UTC)
     )
     assert newer is not None
     fresh = http.get("/crl/persons.crl", headers={"If-None-Match": etag})
@@ -496,8 +496,10 @@ def free_crl_leases(pki: Pki) -> Iterator[None]:
 
 @pytest.mark.usefixtures("free_crl_leases")
 def test_the_running_service_publishes_a_revocation_at_once(pki: Pki) -> None:
-    app = create_crl_app(ctx=pki.ctx, start_jobs=True)
-    runner: JobRunner = app.extensions[JOBS]
+    app = create_crl_app(pki.ctx)
+    runner = JobRunner(pki.ctx.db)
+    register_app_jobs(runner, app)
+    runner.start()
     try:
         api = pki.client("person-lcp")
         cert = issue(api)
@@ -519,17 +521,15 @@ def test_the_running_service_publishes_a_revocation_at_once(pki: Pki) -> None:
 @pytest.mark.usefixtures("free_crl_leases")
 def test_two_schedulers_publish_one_crl_per_tick(pki: Pki) -> None:
     """Two instances, one database: at each tick of the publication job exactly one of
-    them publishes (the lease, ca.jobs), never both, never none."""
+    them publishes (the lease, core.jobs), never both, never none."""
     tick = 2
     config = replace(pki.config.crl, publish_interval_seconds=tick)
-    CrlPublisher(pki.ctx.authority).publish_all(datetime.now(UTC))  # nothing left to catch up
+    CrlPublisher(pki.ctx).publish_all(datetime.now(UTC))  # nothing left to catch up
     start = _last_crl_id(pki)
     runners = []
     for name in ("a", "b"):
         runner = JobRunner(pki.ctx.db, holder=f"instance-{name}")
-        register_jobs(
-            runner, CrlPublisher(pki.ctx.authority, actor=f"system:crl-publisher-{name}"), config
-        )
+        register_jobs(runner, CrlPublisher(pki.ctx, actor=f"system:crl-publisher-{name}"), config)
         runners.append(runner)
     for runner in runners:
         runner.start()

@@ -16,10 +16,9 @@ import pytest
 from cryptography import x509
 from werkzeug.test import Client as WsgiClient
 
-from ca.authority import CertificateAuthority
-from ca.config import load_config
-from ca.context import ServiceContext
+from core.config import load_config
 from crl.publisher import FULL, CrlPublisher
+from pki.context import PkiContext
 from sceau.devserver import create_app
 from tests.conftest import PUBLIC_URL, ApiClient, Pki, make_home
 from tests.helpers import BIN, run
@@ -83,7 +82,7 @@ def idp_urls(der: bytes) -> list[str] | None:
 def sharded(tmp_path_factory: pytest.TempPathFactory, softhsm_conf: Path) -> Iterator[Sharded]:
     home = tmp_path_factory.mktemp("crl-shards")
     config, _ = make_home(home, softhsm_conf, None, "test-crl-shards")
-    before = ServiceContext.open(config)
+    before = PkiContext.open(config)
     app = create_app(ctx=before, start_jobs=False)
     first_client = Pki("sqlite", home, config, before, app).client("person-lcp")
     legacy = issue(first_client)
@@ -93,7 +92,7 @@ def sharded(tmp_path_factory: pytest.TempPathFactory, softhsm_conf: Path) -> Ite
     toml.write_text(toml.read_text().replace("shards = 1\n", f"shards = {SHARDS}\n"))
     config = load_config(home)
     assert config.crl.shards == SHARDS
-    ctx = ServiceContext.open(config)
+    ctx = PkiContext.open(config)
     pki = Pki("sqlite", home, config, ctx, create_app(ctx=ctx, start_jobs=False))
     api = pki.client("person-lcp")
     certs = [issue(api) for _ in range(CERTIFICATES)]
@@ -105,7 +104,7 @@ def sharded(tmp_path_factory: pytest.TempPathFactory, softhsm_conf: Path) -> Ite
     )
     for cert in certs[KEPT:]:
         revoke(api, cert["serial"], next(reasons))
-    CrlPublisher(ctx.authority).publish_all(datetime.now(UTC))
+    CrlPublisher(ctx).publish_all(datetime.now(UTC))
     revoked = {legacy["serial"], *(c["serial"] for c in certs[KEPT:])}
     yield Sharded(pki, api, legacy, certs, revoked)
     ctx.db.dispose()
@@ -173,7 +172,7 @@ def test_every_partition_verifies_and_lints(sharded: Sharded, tmp_path: Path) ->
 
 
 def test_a_revocation_republishes_its_shard_only(sharded: Sharded) -> None:
-    publisher = CrlPublisher(sharded.pki.ctx.authority)
+    publisher = CrlPublisher(sharded.pki.ctx)
     publisher.publish_changed(datetime.now(UTC))  # settle this new instance
     cert = sharded.certs[KEPT - 1]
     assert cert["serial"] not in sharded.revoked
@@ -189,7 +188,7 @@ def test_lowering_shards_keeps_publishing_them(sharded: Sharded) -> None:
     complete again and the shard CRLs are still published for the certificates naming them."""
     ctx = sharded.pki.ctx
     config = replace(ctx.config, crl=replace(ctx.config.crl, shards=1))
-    lowered = CertificateAuthority(config, ctx.db, ctx.keys, ctx.profiles, ctx.sealer)
+    lowered = replace(ctx, config=config)
     published = CrlPublisher(lowered).publish_all(datetime.now(UTC))
     scopes = {(p.issuer_id, p.shard) for p in published}
     assert {("persons", FULL), *(("persons", n) for n in range(SHARDS))} <= scopes

@@ -1,7 +1,7 @@
-"""ca.hsm and ca.softhsm against a real SoftHSM2 token: keys are made in the token and
-stay there, every scheme's signature verifies with `cryptography`, failures are HsmError.
+"""core.hsm.keystore and core.hsm.softhsm against a real SoftHSM2 token: keys are made in the
+token and stay there, every scheme's signature verifies with `cryptography`, failures are HsmError.
 
-SoftHSM2 takes one configuration per process (see ca.hsm). When another test module of
+SoftHSM2 takes one configuration per process (see core.hsm.keystore). When another test module of
 the same run already uses a token directory, it exports SCEAU_TEST_SOFTHSM_CONF and the
 tokens made here go into that directory, under their own labels.
 """
@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from ca.algorithms import (
+from core.errors import ConfigError, ErrorKind, HsmError, SceauError
+from core.hsm.algorithms import (
     HashAlgorithm,
     KeyAlgorithm,
     Padding,
@@ -29,9 +30,8 @@ from ca.algorithms import (
     SignatureScheme,
     key_algorithm_of,
 )
-from ca.errors import ConfigError, ErrorKind, HsmError, SceauError
-from ca.hsm import HsmConfig, KeyNotFoundError, KeyStore
-from ca.softhsm import ensure_softhsm_token, find_softhsm_module
+from core.hsm.keystore import HsmConfig, KeyNotFoundError, KeyStore
+from core.hsm.softhsm import ensure_softhsm_token, find_softhsm_module
 
 P256 = KeyAlgorithm.EC_P256
 P256_SCHEME = SignatureScheme(HashAlgorithm.SHA256, Padding.ECDSA)

@@ -14,10 +14,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
-from ca.authority import credential_key_label
-from ca.errors import HsmError
-from ca.store.models import ApiClient, Certificate, Credential
+from core.errors import HsmError
+from core.store.models import ApiClient, Certificate, Credential
 from registration.decisions import approve_proof
+from signing.custodian import credential_key_label
 from tests.conftest import Pki
 from tests.helpers import (
     LEGAL,

@@ -15,8 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ca import audit
-from ca.store.models import Certificate
+from core import audit
+from core.store.models import Certificate
 from registration.decisions import approve_proof
 from tests.conftest import Pki
 from tests.helpers import LEGAL, NATURAL, csr_pem, etsi_lint, openssl_verify, rsa_key, write_pems

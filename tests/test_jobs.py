@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from ca.jobs import JobRunner, take_lease
+from core.jobs import JobRunner, take_lease
 from tests.conftest import Pki
 
 

@@ -27,9 +27,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ca.clients import create_client
-from ca.profiles import ProfileSet
-from ca.store.db import Database
+from core.accounts.clients import create_client
+from core.store.db import Database
+from pki.profiles import ProfileSet
 from tests.conftest import make_home
 from tests.helpers import BIN, NATURAL, csr_pem, run
 from tests.test_ocsp import pkilint

@@ -1,4 +1,4 @@
-"""Officer accounts (ca.officers): argon2id + TOTP, replay refusal, lockout, disabled
+"""Officer accounts (core.accounts.officers): argon2id + TOTP, replay refusal, lockout, disabled
 accounts, audit events; `sceau officer add` as a user runs it."""
 
 from __future__ import annotations
@@ -9,9 +9,15 @@ import pyotp
 import pytest
 from sqlalchemy import select, text
 
-from ca.errors import SceauError
-from ca.officers import LoginRefusedError, Role, authenticate, create_officer, disable_officer
-from ca.store.models import AuditEvent, Officer
+from core.accounts.officers import (
+    LoginRefusedError,
+    Role,
+    authenticate,
+    create_officer,
+    disable_officer,
+)
+from core.errors import SceauError
+from core.store.models import AuditEvent, Officer
 from tests.conftest import Pki
 from tests.helpers import BIN, run
 from tests.ra_admin_fixtures import Person, new_person

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from ca import audit
-from ca.errors import HsmError
-from ca.store.models import Certificate
+from core import audit
+from core.errors import HsmError
+from core.store.models import Certificate
 from tests.conftest import Pki
 from tests.helpers import NATURAL, csr_pem
 

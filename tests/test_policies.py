@@ -21,14 +21,10 @@ import pytest
 from asn1crypto import x509 as ax509
 from werkzeug.test import Client as WsgiClient
 
-from ca.authority import REVOCATION_REASONS
-from ca.config import CrlConfig, OcspConfig, RegistrationConfig, SigningConfig, TsaConfig
-from ca.profiles import ProfileSet
-from ca.qcstatements import OID_QC_PDS, OID_QC_STATEMENTS, PdsLocations, QCStatementList
+from core.config import CrlConfig, OcspConfig, RegistrationConfig, SigningConfig, TsaConfig
+from crl import policy_facts as pf
 from crl.policies import publish
-from policies import PROFILES_DIR
-from policies import facts as pf
-from policies.facts import (
+from crl.policy_facts import (
     FIGURE,
     Facts,
     PolicyDataError,
@@ -38,6 +34,9 @@ from policies.facts import (
     render_all,
     stale_documents,
 )
+from pki.profiles import PROFILES_DIR, ProfileSet
+from pki.qcstatements import OID_QC_PDS, OID_QC_STATEMENTS, PdsLocations, QCStatementList
+from pki.revocation import REVOCATION_REASONS
 from registration.decisions import approve_proof
 from sceau.cli import main as cli_main
 from tests.conftest import Pki

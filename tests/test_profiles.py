@@ -11,11 +11,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ca.errors import ConfigError
-from ca.lints.prelint import lint_tbs
-from ca.profiles import ProfileSet, SubjectKind, load_profile
-from ca.subject import subject_emails, subject_name
-from ca.tbs import TbsRequest, assemble, build_tbs
+from core.errors import ConfigError
+from pki.lints.prelint import lint_tbs
+from pki.profiles import ProfileSet, SubjectKind, load_profile
+from pki.subject import subject_emails, subject_name
+from pki.tbs import TbsRequest, assemble, build_tbs
 from tests.conftest import Pki
 from tests.helpers import LEGAL, NATURAL, etsi_lint, run
 
@@ -25,8 +25,7 @@ PROFILES = ["person-lcp", "person-qcp-n-qscd", "seal-lcp", "seal-qcp-l-qscd"]
 @pytest.mark.parametrize("profile_id", PROFILES)
 def test_profile_certificate_passes_the_judges(pki: Pki, tmp_path: Path, profile_id: str) -> None:
     profile = pki.ctx.profiles.get(profile_id)
-    authority = pki.ctx.authority
-    issuer = authority.issuers.get(profile.issuer)
+    issuer = pki.ctx.issuers.get(profile.issuer)
     data = NATURAL if profile.subject_kind is SubjectKind.NATURAL else LEGAL
     spki = (
         ec.generate_private_key(ec.SECP256R1())
@@ -46,7 +45,7 @@ def test_profile_certificate_passes_the_judges(pki: Pki, tmp_path: Path, profile
             issuer=issuer.info,
             subject_alt_emails=subject_emails(data["subject"]),
         ),
-        authority.urls,
+        pki.ctx.urls,
     )
     tbs_der = bytes(tbs.dump())
     assert lint_tbs(tbs_der, profile, frozenset()) == []
@@ -58,7 +57,7 @@ def test_profile_certificate_passes_the_judges(pki: Pki, tmp_path: Path, profile
     (tmp_path / "leaf.der").write_bytes(der)
     linted = etsi_lint(tmp_path / "leaf.der", profile.etsi_type)
     assert linted.returncode == 0, linted.stdout
-    chain = authority.issuers.chain(profile.issuer)
+    chain = pki.ctx.issuers.chain(profile.issuer)
     pems = [
         x509.load_der_x509_certificate(c).public_bytes(serialization.Encoding.PEM)
         for c in (der, *chain)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select, update
 from werkzeug.test import Client as WsgiClient
 
-from ca.officers import Role
-from ca.store.models import AuditEvent, Certificate, IdentityProof, OfficerSession
+from core.accounts.officers import Role
+from core.store.models import AuditEvent, Certificate, IdentityProof, OfficerSession
 from tests.conftest import Pki
 from tests.ra_admin_fixtures import (
     ADMIN,
@@ -128,7 +128,7 @@ def test_login_page_and_cookie(pki: Pki) -> None:
     )
     assert resp.status_code == 303 and resp.headers["Location"] == f"{ADMIN}/queue"
     cookie = next(v for k, v in resp.headers.items() if k == "Set-Cookie" and "sceau-session=" in v)
-    # base_url is http:// in the tests: Secure would never come back (see ca.webui.core).
+    # base_url is http:// in the tests: Secure would never come back (see core.webui.core).
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
     with pki.ctx.db.read() as session:
         value = cookie.split("=", 1)[1].split(";")[0]
@@ -168,7 +168,7 @@ def test_session_expiry_and_logout(pki: Pki) -> None:
 
 
 def officer_id(pki: Pki, name: str) -> int:
-    from ca.store.models import Officer
+    from core.store.models import Officer
 
     with pki.ctx.db.read() as session:
         return int(session.scalars(select(Officer.id).where(Officer.name == name)).one())

@@ -13,7 +13,7 @@ from typing import Any
 
 from playwright.sync_api import Browser, Page, expect
 
-from ca.officers import Role
+from core.accounts.officers import Role
 from tests.browser_fixtures import shot
 from tests.conftest import Pki
 from tests.ra_admin_fixtures import ADMIN, LEGAL, NATURAL, Person, new_person, png, submit

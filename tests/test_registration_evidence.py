@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from ca.store.models import AuditEvent, EvidenceFile
+from core.store.models import AuditEvent, EvidenceFile
 from registration.evidence import MAX_FILES, list_files, open_evidence, view_evidence
 from tests.conftest import ApiClient, Pki
 from tests.helpers import NATURAL

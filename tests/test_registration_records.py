@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from ca.sealing import Sealer
-from ca.store.models import IdentityProof, ProofTerm
+from core.hsm.envelope import Sealer
+from core.store.models import IdentityProof, ProofTerm
 from registration.webhooks import create_webhook_secret
 from tests.conftest import Pki
 from tests.registration_fixtures import LEGAL_FULL, NATURAL_FULL

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from ca.config import RegistrationConfig
-from ca.store.models import IdentityProof, WebhookDelivery
+from core.config import RegistrationConfig
+from core.store.models import IdentityProof, WebhookDelivery
 from registration.webhooks import create_webhook_secret, deliver_due, queue_decision
 from tests.conftest import Pki
 from tests.registration_fixtures import NATURAL_FULL

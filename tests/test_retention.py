@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from ca.errors import SceauError
-from ca.proofs import add_years
-from ca.store.models import AuditEvent, Certificate, EvidenceFile, IdentityProof, ProofTerm
+from core.errors import SceauError
+from core.store.models import AuditEvent, Certificate, EvidenceFile, IdentityProof, ProofTerm
+from pki.proofs import add_years
 from registration.export import build_export, to_zip, write_directory
 from registration.retention import purge_expired, release_legal_hold, set_legal_hold
 from sceau.cli import main

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import MetaData, select, text, update
 
-from ca.errors import ErrorKind, HsmError, SceauError
-from ca.proofs import open_record
-from ca.sealing import Sealed
-from ca.store.models import EvidenceFile, IdentityProof
+from core.errors import ErrorKind, HsmError, SceauError
+from core.hsm.envelope import Sealed
+from core.store.models import EvidenceFile, IdentityProof
+from pki.proofs import open_record
 from registration.evidence import evidence_aad, list_files, open_evidence
 from registration.proofs import open_proof
 from tests.conftest import ApiClient, Pki

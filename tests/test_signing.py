@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from ca.authority import credential_key_label
-from ca.store.models import AuditEvent, Credential, SignatureActivation
+from core.store.models import AuditEvent, Credential, SignatureActivation
+from signing.custodian import credential_key_label
 from signing.engine import SigningEngine
 from signing.otp import FileOtpSender
 from tests.conftest import ApiClient, Pki
@@ -317,7 +317,7 @@ def test_retired_keys_are_destroyed_after_the_grace_period(pki: Pki) -> None:
     engine = SigningEngine(
         pki.ctx.db,
         pki.ctx.keys,
-        pki.ctx.authority.issuers,
+        pki.ctx.issuers,
         signing,
         FileOtpSender(pki.home / signing.otp_outbox),
         pki.ctx.sealer,

@@ -30,11 +30,10 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 from werkzeug.test import Client as WsgiClient
 
-from ca.app import create_app as create_ca
-from ca.authority import CertificateAuthority
-from ca.config import SceauConfig, SigningConfig
-from ca.errors import ConfigError
-from ca.store.models import AuditEvent, Credential, OneTimeCode
+from core.config import SceauConfig, SigningConfig
+from core.errors import ConfigError
+from core.store.models import AuditEvent, Credential, OneTimeCode
+from sceau.services import ca_service
 from signing.app import create_app as create_signing
 from tests.conftest import ApiClient, Pki
 from tests.helpers import LEGAL, NATURAL
@@ -151,7 +150,7 @@ def smtp_home(pki: Pki, home: Path, password: str | None = None, **signing: Any)
 def signing_api(pki: Pki, config: SceauConfig, api: ApiClient) -> ApiClient:
     """The same platform's token against a signing service run with ``config``."""
     ctx = replace(pki.ctx, config=config)
-    return ApiClient(WsgiClient(create_signing(ctx=ctx, start_jobs=False)), api.token, api.name)
+    return ApiClient(WsgiClient(create_signing(ctx)), api.token, api.name)
 
 
 def code_in(message: Message) -> str:
@@ -308,14 +307,7 @@ def test_qualified_credential_needs_a_reachable_owner(pki: Pki, tmp_path: Path) 
     """With the smtp channel, a qualified key for a subject without e-mail would never sign:
     issuance refuses it before generating the key."""
     config = smtp_home(pki, tmp_path / "home", smtp_port=25, smtp_security="none")
-    ctx = replace(
-        pki.ctx,
-        config=config,
-        authority=CertificateAuthority(
-            config, pki.ctx.db, pki.ctx.keys, pki.ctx.profiles, pki.ctx.sealer
-        ),
-    )
-    ca_http = WsgiClient(create_ca(ctx=ctx))
+    ca_http = WsgiClient(ca_service(replace(pki.ctx, config=config)))
     api = pki.client("seal-qcp-l-qscd", "seal-lcp", "person-qcp-n-qscd")
     pid = approved_proof(pki, api, LEGAL, "registry", 2)
     with pki.ctx.db.read() as session:
@@ -359,4 +351,4 @@ def test_signing_config_is_checked() -> None:
 def test_smtp_login_needs_the_password_in_secrets(pki: Pki, tmp_path: Path) -> None:
     config = smtp_home(pki, tmp_path / "home", password="", smtp_user=SMTP_USER)
     with pytest.raises(ConfigError, match="smtp_password"):
-        create_signing(ctx=replace(pki.ctx, config=config), start_jobs=False)
+        create_signing(replace(pki.ctx, config=config))

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from ca.store.models import AuditEvent, SignatureActivation
+from core.store.models import AuditEvent, SignatureActivation
 from tests.conftest import Pki
 from tests.test_signing import authorize, credential, otp, sign_hash, signed_calls
 

@@ -26,11 +26,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from sqlalchemy import select
 from werkzeug.test import Client as WsgiClient
 
-from ca.algorithms import Padding
-from ca.profiles import ProfileKind
-from ca.signers import ActiveSigner, current_signer
-from ca.store.db import Database
-from ca.store.models import Timestamp
+from core.hsm.algorithms import Padding
+from core.http.service import provided
+from core.store.db import Database
+from core.store.models import Timestamp
+from pki.profiles import ProfileKind
+from pki.signers import ActiveSigner, current_signer
 from tests.conftest import Pki
 from tsa import clock as tsa_clock
 from tsa import der
@@ -41,7 +42,7 @@ from tsa.records import RecordWriter
 from tsa.request import MAX_QUERY_BYTES, TimestampRequest, parse_request
 from tsa.response import TsaRejection
 from tsa.token import BTSP_POLICY
-from tsa.views import EXTENSION, TsaService
+from tsa.views import TsaService
 
 QUERY = "application/timestamp-query"
 REPLY = "application/timestamp-reply"
@@ -133,8 +134,8 @@ def make_tsa(pki: Pki, clock: FakeClock | None = None, **settings: Any) -> Tsa:
     """The TSA application of ``pki`` with ``[tsa]`` settings overridden."""
     config = replace(pki.config, tsa=replace(pki.config.tsa, **settings))
     fake = clock or FakeClock()
-    app = create_app(ctx=replace(pki.ctx, config=config), clock=fake)
-    return Tsa(app, WsgiClient(app), app.extensions[EXTENSION], fake)
+    app = create_app(replace(pki.ctx, config=config), clock=fake)
+    return Tsa(app, WsgiClient(app), provided(TsaService, app), fake)
 
 
 @pytest.fixture
@@ -147,8 +148,7 @@ def tsa(pki: Pki) -> Iterator[Tsa]:
 def devserver_records(pki: Pki) -> RecordWriter:
     """The record writer of the TSA inside ``pki.app`` (the all-services dispatcher)."""
     (tsa_app,) = {app for prefix, app in pki.app.routes if prefix == "/tsa/"}
-    writer: RecordWriter = tsa_app.extensions[EXTENSION].authority.records
-    return writer
+    return provided(TsaService, tsa_app).authority.records
 
 
 def tsu(pki: Pki) -> ActiveSigner:

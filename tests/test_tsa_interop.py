@@ -22,15 +22,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from werkzeug.test import Client as WsgiClient
 
-from ca.context import ServiceContext
-from ca.issuers import IssuerRegistry
-from ca.profiles import ProfileKind
-from ca.signers import current_signer
+from core.http.service import provided
+from pki.context import PkiContext
+from pki.issuers import IssuerRegistry
+from pki.profiles import ProfileKind
+from pki.signers import current_signer
 from tests.conftest import BIN, Pki, make_home
 from tests.helpers import pkix_lint, run
 from tests.test_tsa import QUERY, REPLY, FakeClock, Tsa, devserver_records, tsu
 from tsa.app import create_app
-from tsa.views import EXTENSION
+from tsa.views import TsaService
 
 SERVER_START_TIMEOUT = 60.0
 
@@ -47,7 +48,7 @@ def wsgi(pki: Pki) -> Iterator[WsgiClient]:
 def pems(pki: Pki, tmp_path: Path) -> tuple[Path, Path]:
     """The root (trust anchor) and the TSU certificate, as PEM files."""
     root, unit = tmp_path / "root.pem", tmp_path / "tsu.pem"
-    root_der = pki.ctx.authority.issuers.get("root").certificate
+    root_der = pki.ctx.issuers.get("root").certificate
     root.write_bytes(x509.load_der_x509_certificate(root_der).public_bytes(Encoding.PEM))
     unit.write_bytes(
         x509.load_der_x509_certificate(tsu(pki).certificate).public_bytes(Encoding.PEM)
@@ -112,7 +113,7 @@ def rsa_tsa(tmp_path_factory: pytest.TempPathFactory, softhsm_conf: Path) -> Ite
     changed, `sceau init` again, as an operator would."""
     home = tmp_path_factory.mktemp("home-rsa-tsu")
     make_home(home, softhsm_conf, None, "test-rsa-tsu")
-    # Signer key labels have a one-second resolution (ca.signers): a second ceremony within
+    # Signer key labels have a one-second resolution (pki.signers): a second ceremony within
     # the same second would find the first key under the new label and reuse it.
     time.sleep(1.0 - time.time() % 1.0 + 0.05)
     toml = home / "sceau.toml"
@@ -120,10 +121,11 @@ def rsa_tsa(tmp_path_factory: pytest.TempPathFactory, softhsm_conf: Path) -> Ite
         toml.read_text().replace('key_algorithm = "ec-p256"', 'key_algorithm = "rsa-3072"')
     )
     config, _ = make_home(home, softhsm_conf, None, "test-rsa-tsu")
-    ctx = ServiceContext.open(config)
-    app = create_app(ctx=ctx, clock=FakeClock())
-    yield Tsa(app, WsgiClient(app), app.extensions[EXTENSION], FakeClock())
-    app.extensions[EXTENSION].authority.records.close()
+    ctx = PkiContext.open(config)
+    app = create_app(ctx, clock=FakeClock())
+    service = provided(TsaService, app)
+    yield Tsa(app, WsgiClient(app), service, FakeClock())
+    service.authority.records.close()
     ctx.db.dispose()
 
 
@@ -266,7 +268,7 @@ def test_live_server_openssl_and_pyhanko(
     assert "Verification: OK" in openssl_verify(data, tmp_path / "r.tsr", pems)
 
     root = tmp_path / "root.der"
-    root.write_bytes(pki.ctx.authority.issuers.get("root").certificate)
+    root.write_bytes(pki.ctx.issuers.get("root").certificate)
     done = run(BIN / "python", "-c", PYHANKO_CLIENT, f"http://127.0.0.1:{live}/tsa", root)
     assert done.returncode == 0, done.stderr
     verdict = json.loads(done.stdout.strip().splitlines()[-1])

@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
-from flask import Flask
 from werkzeug.test import Client
 
-from ca.app import create_app as create_ca
-from ca.store.db import head_version
-from crl.app import create_app as create_crl
-from ocsp.app import create_app as create_ocsp
-from registration.app import create_app as create_registration
+from core.store.db import head_version
+from sceau.services import SERVICES, build
 from tests.conftest import Pki
 from tests.helpers import NATURAL, csr_pem
-from tsa.app import create_app as create_tsa
 
 
 def test_every_service_answers_health_and_metrics(pki: Pki) -> None:
-    no_jobs = {"start_jobs": False}  # services with schedulers must not leave them running
-    factories: list[tuple[Callable[..., Flask], dict[str, bool]]] = [
-        (create_ca, {}),
-        (create_registration, no_jobs),
-        (create_tsa, no_jobs),
-        (create_ocsp, no_jobs),
-        (create_crl, no_jobs),
-    ]
-    for factory, extra in factories:
-        app: Flask = factory(ctx=pki.ctx, **extra)
+    for name in SERVICES:
+        app = build(name, pki.ctx)
         http = Client(app)
         health = http.get("/healthz")
         assert health.status_code == 200
@@ -65,7 +51,7 @@ def test_openapi_describes_exactly_the_platform_api(pki: Pki) -> None:
         (path, method.upper()) for path, item in document["paths"].items() for method in item
     }
     routes = set()
-    for app in (create_ca(ctx=pki.ctx), create_registration(ctx=pki.ctx, start_jobs=False)):
+    for app in (build("ca", pki.ctx), build("registration", pki.ctx)):
         for rule in app.url_map.iter_rules():
             if rule.rule.startswith(("/ca/api/", "/ra/api/")):
                 routes |= {

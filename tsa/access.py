@@ -16,9 +16,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from ca.clients import authenticate
-from ca.errors import ConfigError
-from ca.store.db import Database
+from core.accounts.clients import authenticate
+from core.errors import ConfigError
+from core.store.db import Database
 
 AUTH_MODES = ("open", "token")
 # An authenticated client is remembered this long, sparing a database read per token; a

@@ -22,13 +22,13 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 
-from ca.algorithms import Padding, PublicKey, SignatureScheme, key_algorithm_of
-from ca.config import SceauConfig
-from ca.errors import ConfigError, HsmError, SceauError
-from ca.hsm import KeyNotFoundError, KeyStore
-from ca.profiles import ProfileKind, ProfileSet
-from ca.signers import ActiveSigner, current_signer
-from ca.store.db import Database
+from core.config import SceauConfig
+from core.errors import ConfigError, HsmError, SceauError
+from core.hsm.algorithms import Padding, PublicKey, SignatureScheme, key_algorithm_of
+from core.hsm.keystore import KeyNotFoundError, KeyStore
+from core.store.db import Database
+from pki.profiles import ProfileKind, ProfileSet
+from pki.signers import ActiveSigner, current_signer
 from tsa import der, response
 from tsa.clock import TimeSource, time_source
 from tsa.records import RECORD_MODES, RecordWriter, TimestampRecord

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from ca.errors import ConfigError
+from core.errors import ConfigError
 
 CLOCK_CHECKS = ("kernel", "off")
 

@@ -30,8 +30,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert
 
-from ca.store.db import Database
-from ca.store.models import Timestamp
+from core.store.db import Database
+from core.store.models import Timestamp
 from tsa.response import PKIFailure, TsaRejection
 
 log = logging.getLogger(__name__)

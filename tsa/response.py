@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from ca.errors import ErrorKind, SceauError
+from core.errors import ErrorKind, SceauError
 from tsa import der
 
 

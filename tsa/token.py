@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from asn1crypto import cms, tsp, x509
 
-from ca.algorithms import SignatureScheme
+from core.hsm.algorithms import SignatureScheme
 from tsa import der
 from tsa.request import HASHES, TimestampRequest
 

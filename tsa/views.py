@@ -9,7 +9,7 @@ Two ways in. :class:`FastPath`, WSGI middleware in front of Flask, answers the o
 request (POST /tsa, the right type, an announced length within bounds, a client allowed
 and within its rate) without Flask's request machinery, which costs about as much CPU as
 the whole token does (standards.md section 12; measured: 160 us for the engine, 150 us
-more through Flask and ca.web's hooks). Everything else goes to the Flask view, which
+more through Flask and core.http.problems's hooks). Everything else goes to the Flask view, which
 gives every refusal its answer.
 """
 
@@ -22,19 +22,19 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 from prometheus_client import Counter
 
-from ca import metrics
-from ca.errors import ErrorKind, SceauError
-from ca.web import PROBLEM_JSON, problem
+from core import metrics
+from core.errors import ErrorKind, SceauError
+from core.http.problems import PROBLEM_JSON, problem
+from core.http.service import provided
 from tsa.access import Authenticator, RateLimiter
 from tsa.authority import TimestampAuthority
 from tsa.request import MAX_QUERY_BYTES
 
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
-EXTENSION = "sceau.tsa"
 
 RESPONSES = Counter(
     "sceau_tsa_responses_total",
@@ -60,8 +60,7 @@ class TsaService:
 
 
 def service() -> TsaService:
-    svc: TsaService = current_app.extensions[EXTENSION]
-    return svc
+    return provided(TsaService)
 
 
 def _answer(svc: TsaService, body: bytes, client: str | None) -> bytes:
@@ -79,7 +78,7 @@ def timestamp() -> Response:
     # read itself stops one byte past the limit (chunked bodies announce none).
     if request.content_length is not None and request.content_length > MAX_QUERY_BYTES:
         return _too_large()
-    client = svc.auth.client(request.headers.get("Authorization"))  # 401 via ca.web
+    client = svc.auth.client(request.headers.get("Authorization"))  # 401 via core.http.problems
     wait = svc.limiter.retry_after(client or request.remote_addr or "")
     if wait:
         return _too_many(wait)
@@ -122,7 +121,7 @@ def _too_many(wait: float) -> Response:
 class FastPath:
     """POST /tsa in the ordinary case, without Flask; anything else to ``app`` (the Flask
     application's wsgi_app, which this wraps). Answers exactly what the Flask view would,
-    with the headers and metrics ca.web gives every response."""
+    with the headers and metrics core.http.problems gives every response."""
 
     def __init__(self, app: WsgiApp, svc: TsaService) -> None:
         self.app = app

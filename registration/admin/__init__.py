@@ -1,11 +1,11 @@
-"""The RA officers' web UI at ``/ra/admin`` (login and sessions from ca.webui)."""
+"""The RA officers' web UI at ``/ra/admin`` (login and sessions from core.webui)."""
 
 from __future__ import annotations
 
 from flask import Flask
 
-from ca.officers import Role
-from ca.webui import NavLink, WebUi, install_webui
+from core.accounts.officers import Role
+from core.webui import NavLink, WebUi, install_webui
 from registration.admin.views import READERS, bp
 
 UI = WebUi(

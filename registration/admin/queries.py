@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from ca.profiles import ProfileSet, ProofMethod, SubjectKind
-from ca.sealing import Sealer
-from ca.store.models import Certificate, EvidenceFile, IdentityProof, ProofTerm
+from core.hsm.envelope import Sealer
+from core.store.models import Certificate, EvidenceFile, IdentityProof, ProofTerm
+from pki.profiles import ProfileSet, ProofMethod, SubjectKind
 from registration.decisions import approvals_needed, awaits_officer
 
 QUEUE_LIMIT = 200  # a page; the oldest first, so nothing waiting is ever hidden behind newer

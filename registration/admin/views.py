@@ -1,24 +1,23 @@
 """The officer UI's pages (``/ra/admin``): queue, review, evidence, decisions, search, subject
 page, revocation, legal hold, accounts. Views move data; decisions live in
-registration.decisions, the CA's revocation in ca.authority."""
+registration.decisions, the CA's revocation in ca.issuance."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import Response, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from ca import audit
-from ca.authority import REVOCATION_REASONS
-from ca.clients import Client
-from ca.context import context
-from ca.officers import Role
-from ca.profiles import ProofMethod, SubjectKind
-from ca.store.models import ApiClient, Certificate, IdentityProof, Officer
-from ca.webui import PageError, current_officer, redirect_to, role_required, ui_blueprint
+from core import audit
+from core.accounts.officers import Role
+from core.store.models import ApiClient, Certificate, IdentityProof, Officer
+from core.webui import PageError, current_officer, redirect_to, role_required, ui_blueprint
+from pki.context import context
+from pki.profiles import ProofMethod, SubjectKind
+from pki.revocation import REVOCATION_REASONS
+from pki.revocation import revoke as revoke_certificate
 from registration import decisions, retention
 from registration.admin import queries
 from registration.evidence import list_files, view_evidence
@@ -29,19 +28,6 @@ bp = ui_blueprint("ra_admin", __name__, template_folder="templates")
 READERS = (Role.RA_OFFICER, Role.AUDITOR, Role.ADMIN)
 DECIDERS = (Role.RA_OFFICER, Role.ADMIN)
 FORM_TEXT_MAX = 500
-
-
-@dataclass(frozen=True)
-class OfficerClient(Client):
-    """Revocation by an officer goes through the API's own path (CertificateAuthority.revoke:
-    same checks, OCSP row dropped, status epoch bumped for the CRL publisher), acting on the
-    certificate's client, with the audit event naming the officer."""
-
-    officer: str = ""
-
-    @property
-    def actor(self) -> str:
-        return f"officer:{self.officer}"
 
 
 def _now() -> datetime:
@@ -269,13 +255,14 @@ def revoke(certificate_id: int) -> ResponseReturnValue:
         raise PageError(
             409, "this certificate belongs to no platform client: revoke it from the CA"
         )
-    acting = OfficerClient(
-        id=owner.id,
-        name=owner.name,
-        profiles=frozenset(owner.profiles),
-        officer=current_officer().name,
+    revoke_certificate(
+        ctx.db,
+        row.id,
+        actor=current_officer().actor,
+        reason=reason,
+        invalidity_date=None,
+        now=_now(),
     )
-    ctx.authority.revoke(acting, row.serial, reason, None, now=_now())
     target = row.proof_id
     if target:
         return redirect_to(url_for("ra_admin.subject", proof_id=target, done="revoked"))

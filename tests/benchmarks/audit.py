@@ -7,7 +7,7 @@ Run from the repository root:
 
 It builds a throwaway home (`sceau init`: SoftHSM2 token, CAs, TSU, audit key), then:
 
-1. appends the events with ca.audit.append, 1,000 per write transaction (the batch shape of a
+1. appends the events with core.audit.append, 1,000 per write transaction (the batch shape of a
    busy CA: each transaction appends after taking the chain head's lock), and a sample of
    5,000 in one transaction each (what a single API call costs the log);
 2. every 100,000 events, makes a checkpoint (Merkle root, audit-key signature in the token,
@@ -41,14 +41,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from audit.checkpoints import CheckpointMaker, load_tree  # noqa: E402
+from audit.queries import EventFilter, page  # noqa: E402
 from ca import audit  # noqa: E402
-from ca.audit_query import EventFilter, page  # noqa: E402
-from ca.checkpoints import CheckpointMaker, load_tree  # noqa: E402
-from ca.config import load_config  # noqa: E402
-from ca.context import ServiceContext  # noqa: E402
-from ca.store.models import AuditHead  # noqa: E402
+from core.config import load_config  # noqa: E402
+from core.store.models import AuditHead  # noqa: E402
+from pki.context import PkiContext  # noqa: E402
+from sceau.services import LocalTimestamper  # noqa: E402
 from tsa.authority import TimestampAuthority  # noqa: E402
-from tsa.checkpoint_job import LocalTimestamper  # noqa: E402
 
 BATCH = 1000
 SINGLE_SAMPLE = 5000
@@ -108,7 +108,7 @@ def main() -> int:
             capture_output=True,
         )
         config = load_config(home)
-        ctx = ServiceContext.open(config)
+        ctx = PkiContext.open(config)
         db = ctx.db
         authority = TimestampAuthority.from_config(config, db, ctx.keys, ctx.profiles)
         maker = CheckpointMaker(

@@ -1,6 +1,6 @@
 """What every benchmark script needs: running the `sceau` command, a free port, the
 machine's CPU clock, nearest-rank percentiles, and the baseline most of them are set
-against: how fast a key signs through ca.hsm.KeyStore in one or several processes.
+against: how fast a key signs through core.hsm.keystore.KeyStore in one or several processes.
 
 Not a pytest module (its name does not match test_*.py)."""
 
@@ -20,8 +20,8 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier, Lock
 from pathlib import Path
 
-from ca.algorithms import SignatureScheme
-from ca.hsm import HsmConfig, KeyStore
+from core.hsm.algorithms import SignatureScheme
+from core.hsm.keystore import HsmConfig, KeyStore
 
 HOST = "127.0.0.1"
 SCEAU = Path(sys.executable).parent / "sceau"

@@ -77,7 +77,7 @@ def fake_rows(count: int, seed: int) -> Any:
 
 
 def _sqlite_time(moment: datetime | None) -> str | None:
-    # How SQLAlchemy's SQLite DateTime stores a value (ca.store.models.UtcDateTime).
+    # How SQLAlchemy's SQLite DateTime stores a value (core.store.models.UtcDateTime).
     return None if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
@@ -156,15 +156,15 @@ def _rss() -> int:
 def measure(home: Path) -> dict[str, Any]:
     """In this (fresh) process: publish the issuing CA's CRL once, phase by phase."""
     sys.path.insert(0, str(REPO))
-    from ca.config import load_config
-    from ca.context import ServiceContext
+    from core.config import load_config
     from crl.publisher import FULL, CrlPublisher
+    from pki.context import PkiContext
 
-    ctx = ServiceContext.open(load_config(home))
-    publisher = CrlPublisher(ctx.authority, actor="benchmark")
-    issuer = ctx.authority.issuers.get(ISSUER)
+    ctx = PkiContext.open(load_config(home))
+    publisher = CrlPublisher(ctx, actor="benchmark")
+    issuer = ctx.issuers.get(ISSUER)
     # Warm up outside the measurement: PKCS#11 login, key lookup, database connection.
-    publisher.publish(ctx.authority.issuers.get("root"), FULL, now=datetime.now(UTC))
+    publisher.publish(ctx.issuers.get("root"), FULL, now=datetime.now(UTC))
     before = _rss()
     started = time.perf_counter()
     snapshot = publisher.read(issuer, FULL)
@@ -190,7 +190,7 @@ def check(ctx: Any, ca_der: bytes, number: int, *, size: int) -> None:
     from cryptography import x509
     from sqlalchemy import select
 
-    from ca.store.models import Crl
+    from core.store.models import Crl
 
     with ctx.db.read() as session:
         der = session.execute(

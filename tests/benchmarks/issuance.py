@@ -8,7 +8,7 @@ Run from the repository root:
 It builds a throwaway home (`sceau init`, a SoftHSM2 token), starts `sceau serve` on a free
 loopback port, and posts N person-lcp issuance requests from concurrent keep-alive clients.
 Then, with the server stopped so that it does not compete for the CPU, it measures how fast
-the issuing CA key signs through ca.hsm.KeyStore alone, in one process and in as many
+the issuing CA key signs through core.hsm.keystore.KeyStore alone, in one process and in as many
 processes as the server had workers. The ratio of the two rates is the share of the HSM's
 signing capacity that issuance at full load uses. The last line is machine-readable (RESULT ...).
 
@@ -43,9 +43,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ca.algorithms import KeyAlgorithm, default_scheme
-from ca.ceremony import ca_key_label
-from ca.config import load_config
+from core.config import load_config
+from core.hsm.algorithms import KeyAlgorithm, default_scheme
+from sceau.ceremony import ca_key_label
 from tests.benchmarks.common import (
     HOST,
     SCEAU,

@@ -19,7 +19,7 @@ process (multiprocessing, spawn) keeps `--concurrency` keep-alive connections bu
 
 Every answer must be HTTP 200 with a successful OCSPResponse; a sample of each kind is
 verified with `openssl ocsp -respin` afterwards. With the server stopped, it measures how
-fast the responder key (P-256) signs through ca.hsm.KeyStore alone, in one process and in
+fast the responder key (P-256) signs through core.hsm.keystore.KeyStore alone, in one process and in
 as many processes as the server had workers. The last line is machine-readable (RESULT).
 
 The issue's target (issue 5): cached answers >= 4000/s with p99 < 20 ms at 32 connections.
@@ -61,11 +61,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
-from ca.algorithms import HashAlgorithm, Padding, SignatureScheme
-from ca.config import load_config
-from ca.profiles import ProfileKind
-from ca.signers import current_signer
-from ca.store.db import Database
+from core.config import load_config
+from core.hsm.algorithms import HashAlgorithm, Padding, SignatureScheme
+from core.store.db import Database
+from pki.profiles import ProfileKind
+from pki.signers import current_signer
 from tests.benchmarks.common import (
     HOST,
     SCEAU,

@@ -13,7 +13,7 @@ workers and, from a separate load process, keeps `--concurrency` keep-alive clie
 calling /csc/v2/signatures/signHash with batches of 1 and of 100 SHA-256 hashes for
 `--seconds` each. Every answer must hold one signature per hash; a sample is verified
 against the certificate's public key. Then, with the server stopped, it measures how fast
-the same key signs through ca.hsm.KeyStore in 1 process and in as many processes as the
+the same key signs through core.hsm.keystore.KeyStore in 1 process and in as many processes as the
 server has workers, started together (best of --raw-rounds each): the ratios use the
 latter, a fair baseline for workers that each have their own session. It prints the cores
 the server and the whole machine used meanwhile: on a shared machine, other processes may
@@ -41,9 +41,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from ca.algorithms import HashAlgorithm, Padding, SignatureScheme
-from ca.authority import credential_key_label
-from ca.config import load_config
+from core.config import load_config
+from core.hsm.algorithms import HashAlgorithm, Padding, SignatureScheme
+from signing.custodian import credential_key_label
 from tests.benchmarks.common import (
     HOST,
     BenchmarkError,

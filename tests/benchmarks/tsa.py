@@ -12,7 +12,7 @@ TimeStampReqs (SHA-256 imprints, nonces, half with certReq) to /tsa for `--secon
 (and at most `--max-requests`). Every answer must be a granted TimeStampResp; a sample
 of the tokens is verified with `openssl ts -verify` afterwards. Then, with the server
 stopped so that it does not compete for the CPU, it measures how fast the TSU key signs
-through ca.hsm.KeyStore alone, in one process and in as many processes as the server had
+through core.hsm.keystore.KeyStore alone, in one process and in as many processes as the server had
 workers: the token rate over that raw rate says how much the service costs beyond the
 signature. The last line is machine-readable (RESULT ...).
 
@@ -48,12 +48,12 @@ from asn1crypto import tsp
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ca.algorithms import Padding, SignatureScheme
-from ca.config import load_config
-from ca.profiles import ProfileKind
-from ca.signers import ActiveSigner, current_signer
-from ca.store.db import Database
-from ca.store.models import Issuer
+from core.config import load_config
+from core.hsm.algorithms import Padding, SignatureScheme
+from core.store.db import Database
+from core.store.models import Issuer
+from pki.profiles import ProfileKind
+from pki.signers import ActiveSigner, current_signer
 from tests.benchmarks.common import (
     HOST,
     SCEAU,
@@ -88,7 +88,7 @@ LOG_ALARMS = re.compile(
 def make_home(home: Path, algorithm: str) -> None:
     """`sceau init` writes sceau.toml, we choose the TSU key, `sceau init` again makes it."""
     run_sceau("init", "--home", home, "--base-url", BASE_URL, "--documents-url", DOCUMENTS_URL)
-    # Signer key labels have a one-second resolution (ca.signers): a second ceremony in the
+    # Signer key labels have a one-second resolution (pki.signers): a second ceremony in the
     # same second would find the first key under the new label and reuse it.
     time.sleep(1.0 - time.time() % 1.0 + 0.05)
     config = home / "sceau.toml"

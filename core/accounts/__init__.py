@@ -1,0 +1,1 @@
+"""Who may call: platform API clients (bearer tokens) and officer or auditor accounts."""

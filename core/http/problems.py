@@ -1,0 +1,163 @@
+"""What every Sceau service shares over HTTP: RFC 9457 problem documents, body limits,
+request ids, Prometheus metrics, /healthz and /metrics.
+
+Services call :func:`install_common` from their ``create_app``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.exceptions import HTTPException
+
+from core import __version__, metrics
+from core.errors import ErrorKind, SceauError
+
+log = logging.getLogger("sceau.web")
+
+PROBLEM_JSON = "application/problem+json"
+
+STATUS = {
+    ErrorKind.MALFORMED: 400,
+    ErrorKind.INVALID: 422,
+    ErrorKind.UNSUPPORTED_MEDIA_TYPE: 415,
+    ErrorKind.TOO_LARGE: 413,
+    ErrorKind.UNAUTHENTICATED: 401,
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.BAD_CSR: 422,
+    ErrorKind.BAD_KEY: 422,
+    ErrorKind.UNKNOWN_PROFILE: 422,
+    ErrorKind.PROOF_NOT_USABLE: 422,
+    ErrorKind.LINT_FAILED: 422,
+    ErrorKind.NOT_IMPLEMENTED: 501,
+    ErrorKind.HSM: 503,
+    ErrorKind.CONFIG: 503,
+}
+
+TITLES = {
+    ErrorKind.MALFORMED: "Malformed request",
+    ErrorKind.INVALID: "Invalid request",
+    ErrorKind.UNSUPPORTED_MEDIA_TYPE: "Unsupported media type",
+    ErrorKind.TOO_LARGE: "Request body too large",
+    ErrorKind.UNAUTHENTICATED: "Authentication required",
+    ErrorKind.FORBIDDEN: "Forbidden",
+    ErrorKind.NOT_FOUND: "Not found",
+    ErrorKind.CONFLICT: "Conflict with the current state",
+    ErrorKind.BAD_CSR: "Unusable certificate signing request",
+    ErrorKind.BAD_KEY: "Key not accepted",
+    ErrorKind.UNKNOWN_PROFILE: "Unknown certificate profile",
+    ErrorKind.PROOF_NOT_USABLE: "Identity proof not usable",
+    ErrorKind.LINT_FAILED: "Certificate refused by pre-issuance checks",
+    ErrorKind.NOT_IMPLEMENTED: "Not implemented",
+    ErrorKind.HSM: "Signing device unavailable",
+    ErrorKind.CONFIG: "Service misconfigured",
+}
+
+_HTTP_KINDS = {
+    400: ErrorKind.MALFORMED,
+    401: ErrorKind.UNAUTHENTICATED,
+    403: ErrorKind.FORBIDDEN,
+    404: ErrorKind.NOT_FOUND,
+    405: ErrorKind.INVALID,
+    413: ErrorKind.TOO_LARGE,
+    415: ErrorKind.UNSUPPORTED_MEDIA_TYPE,
+}
+
+
+def problem(kind: ErrorKind, detail: str, status: int | None = None, **extra: Any) -> Response:
+    status = status or STATUS[kind]
+    body = {
+        "type": f"urn:sceau:problem:{kind.value}",
+        "title": TITLES[kind],
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    if "request_id" in g:
+        body["request_id"] = g.request_id
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    if kind is ErrorKind.UNAUTHENTICATED:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="sceau"'
+    return response
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, or a problem: wrong type (415), not JSON (400)."""
+    if request.mimetype != "application/json":
+        raise SceauError(ErrorKind.UNSUPPORTED_MEDIA_TYPE, "send Content-Type: application/json")
+    raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SceauError(ErrorKind.MALFORMED, f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SceauError(ErrorKind.MALFORMED, "body must be a JSON object")
+    return data
+
+
+def install_common(app: Flask, service: str, *, max_body_bytes: int, schema: str | None) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+
+    @app.before_request
+    def _start() -> Response | None:
+        g.request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+        g.started = time.perf_counter()
+        # Refuse an announced oversized body before reading a byte of it.
+        if request.content_length is not None and request.content_length > max_body_bytes:
+            return problem(ErrorKind.TOO_LARGE, f"body larger than {max_body_bytes} bytes")
+        return None
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.REQUESTS.labels(service, endpoint, request.method, str(response.status_code)).inc()
+        if "started" in g:
+            metrics.LATENCY.labels(service, endpoint).observe(time.perf_counter() - g.started)
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    @app.errorhandler(SceauError)
+    def _sceau_error(exc: SceauError) -> Response:
+        metrics.ERRORS.labels(service, exc.kind.value).inc()
+        if exc.kind in {ErrorKind.HSM, ErrorKind.CONFIG}:
+            log.error("request %s: %s", g.get("request_id"), exc.detail)
+        return problem(exc.kind, exc.detail)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        kind = _HTTP_KINDS.get(status, ErrorKind.INVALID)
+        metrics.ERRORS.labels(service, kind.value).inc()
+        return problem(kind, exc.description or TITLES[kind], status)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        # Logged with the request id for the operator; the caller learns nothing inside.
+        log.exception("request %s: unexpected error", g.get("request_id"))
+        metrics.ERRORS.labels(service, "internal").inc()
+        body = {
+            "type": "about:blank",
+            "title": "Internal error",
+            "status": 500,
+            "detail": "internal error; quote the request id to the operator",
+            "request_id": g.get("request_id", ""),
+        }
+        return Response(json.dumps(body), status=500, mimetype=PROBLEM_JSON)
+
+    @app.get("/healthz", endpoint="healthz")
+    def _healthz() -> Response:
+        body = {"status": "ok", "service": service, "version": __version__, "schema": schema}
+        return Response(json.dumps(body), mimetype="application/json")
+
+    @app.get("/metrics", endpoint="metrics")
+    def _metrics() -> Response:
+        return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)

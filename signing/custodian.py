@@ -1,0 +1,126 @@
+"""The signing service as the CA's key custodian (``pki.custody.KeyCustodian``): a
+subscriber key generated in our token is recorded as a credential of this service before
+the key exists, bound to its certificate when the CA issues it, and destroyed when the CA
+gives up."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.accounts.clients import Client
+from core.config import SigningConfig
+from core.errors import ErrorKind, SceauError
+from core.hsm.keystore import KeyStore
+from core.store.db import Database
+from core.store.models import Credential
+from pki.custody import NewKey
+from pki.profiles import Profile
+
+log = logging.getLogger(__name__)
+
+
+def credential_key_label(credential_id: str) -> str:
+    """The token label of a credential's key: found from the credential id alone."""
+    return f"subscriber-{credential_id}"
+
+
+class CredentialCustodian:
+    def __init__(self, db: Database, keys: KeyStore, config: SigningConfig) -> None:
+        self.db = db
+        self.keys = keys
+        self.config = config
+
+    def check_reachable(self, profile: Profile, subject: Mapping[str, Any]) -> None:
+        """A qualified (SCAL2) key signs only after its owner's one-time code: refuse to
+        create one whose owner the configured OTP channel cannot reach ([signing])."""
+        field = self.config.otp_address
+        if not profile.qscd or field is None:
+            return
+        if not subject.get(field):
+            raise SceauError(
+                ErrorKind.PROOF_NOT_USABLE,
+                f"profile {profile.id} keys sign only after a one-time code sent by "
+                f"{self.config.otp_channel}: the identity proof has no subject.{field} to "
+                "send it to",
+            )
+
+    def create(self, client: Client, profile: Profile, now: datetime) -> NewKey:
+        """Record the credential, then generate its key pair in the token (sensitive, never
+        extractable): every key in the token has a row that names it."""
+        algorithm = profile.hsm_key_algorithm
+        if algorithm is None:  # ProfileSet refuses an hsm profile without one; for mypy
+            raise SceauError(ErrorKind.INVALID, f"profile {profile.id} has no hsm_key_algorithm")
+        credential_id = "cred-" + secrets.token_hex(16)
+        label = credential_key_label(credential_id)
+        with self.db.write() as session:
+            session.add(
+                Credential(
+                    id=credential_id,
+                    client_id=client.id,
+                    certificate_id=None,
+                    key_label=label,
+                    key_algorithm=algorithm.value,
+                    status="pending",
+                    # EN 419 241-1: a QSCD key needs sole control (SCAL2); the others may
+                    # be used on the platform's own authority (SCAL1).
+                    scal=2 if profile.qscd else 1,
+                    created_at=now,
+                    destroyed_at=None,
+                )
+            )
+        try:
+            public_key = self.keys.generate(label, algorithm)
+        except BaseException:
+            self._set_status(credential_id, "unused", None)  # the sweep checks the token
+            raise
+        spki = public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return NewKey(credential_id, spki)
+
+    def activate(self, session: Session, credential_id: str, certificate_id: int) -> None:
+        session.execute(
+            update(Credential)
+            .where(Credential.id == credential_id)
+            .values(certificate_id=certificate_id, status="active")
+        )
+
+    def discard(self, client: Client, credential_id: str, now: datetime) -> None:
+        """Destroy the key of a failed issuance; if the token refuses, the row says
+        "unused" so that the key clean-up finds it."""
+        try:
+            self.keys.destroy(credential_key_label(credential_id))
+            status, destroyed_at = "destroyed", now
+        except SceauError:
+            log.exception("could not destroy key of failed credential %s", credential_id)
+            status, destroyed_at = "unused", None
+        with self.db.write() as session:
+            session.execute(
+                update(Credential)
+                .where(Credential.id == credential_id)
+                .values(status=status, destroyed_at=destroyed_at)
+            )
+            audit.append(
+                session,
+                actor=client.actor,
+                action="credential.discarded",
+                at=now,
+                details={"credential": credential_id, "key": status},
+            )
+
+    def _set_status(self, credential_id: str, status: str, destroyed_at: datetime | None) -> None:
+        with self.db.write() as session:
+            session.execute(
+                update(Credential)
+                .where(Credential.id == credential_id)
+                .values(status=status, destroyed_at=destroyed_at)
+            )
