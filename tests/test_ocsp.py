@@ -499,7 +499,6 @@ def test_revoked_responses_are_re_signed_at_once(pki: Pki) -> None:
     svc = service(pki)
     assert svc.engine.answer(der, now=datetime.now(UTC)).source == "signed"  # now stored
     revoke(api, leaf, reason="cessationOfOperation")
-    serial = serial_hex(leaf.serial_number)
     assert svc.engine.stored_disagrees("persons", leaf.serial_number)  # still says good
     assert resign_revoked(svc.engine, svc.engine.source, now=datetime.now(UTC)) >= 1
     answer = svc.engine.answer(der, now=datetime.now(UTC))
