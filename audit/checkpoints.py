@@ -176,7 +176,7 @@ def ca_certificates(session: Session) -> tuple[list[bytes], list[bytes]]:
     return roots, intermediates
 
 
-def check_checkpoint(
+def check_checkpoint(  # noqa: PLR0913 - each a column of the checkpoint row, keyword-only
     *,
     tree_size: int,
     root_hash: str,

@@ -120,7 +120,7 @@ class CertificateAuthority:
             self.custodian.check_reachable(profile, open_record(self.sealer, proof)["subject"])
             key = self.custodian.create(client, profile, now)
             try:
-                issued = self._issue_on(client, profile, proof, key.spki_der, now, key)
+                issued = self._issue_on(client, profile, proof, key, now)
             except BaseException:
                 # No orphan: the key of a certificate that was never issued goes at once.
                 self.custodian.discard(client, key.credential_id, now)
@@ -135,17 +135,18 @@ class CertificateAuthority:
         checked = check_csr(csr_pem, profile)
         # 3. The identity proof: the client's own, verified, unexpired, accepted by the profile.
         proof = self._usable_proof(client, profile, proof_id, now)
-        return self._issue_on(client, profile, proof, checked.spki_der, now, None)
+        return self._issue_on(client, profile, proof, checked.spki_der, now)
 
     def _issue_on(
         self,
         client: Client,
         profile: Profile,
         proof: IdentityProof,
-        spki_der: bytes,
+        subject_key: bytes | NewKey,  # the CSR's SubjectPublicKeyInfo, or a key of our token
         now: datetime,
-        key: NewKey | None,
     ) -> IssuedCertificate:
+        key = subject_key if isinstance(subject_key, NewKey) else None
+        spki_der = subject_key.spki_der if isinstance(subject_key, NewKey) else subject_key
         attributes = open_record(self.sealer, proof)["subject"]
         subject = subject_name(SubjectKind(proof.subject_kind), proof.id, attributes)
         issuer = self.issuers.get(profile.issuer)

@@ -69,13 +69,4 @@ def create_app(ctx: PkiContext) -> Flask:
 
 def register_app_jobs(runner: JobRunner, app: Flask) -> None:
     """Pre-signing, re-signing after revocations, responder renewal (ocsp/jobs.py)."""
-    ctx = context(app)
-    register_jobs(
-        runner,
-        ctx.config,
-        ctx.db,
-        ctx.keys,
-        ctx.profiles,
-        provided(Engine, app),
-        provided(DatabaseStatusSource, app),
-    )
+    register_jobs(runner, context(app), provided(Engine, app), provided(DatabaseStatusSource, app))

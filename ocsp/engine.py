@@ -155,7 +155,7 @@ class Answer:
 
 
 class Engine:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only dependencies
         self,
         *,
         db: Database,

@@ -18,12 +18,10 @@ import logging
 import time
 from datetime import datetime, timedelta
 
-from core.config import SceauConfig
-from core.hsm.keystore import KeyStore
 from core.jobs import JobRunner
-from core.store.db import Database
 from ocsp.engine import Engine
-from pki.profiles import ProfileKind, ProfileSet
+from pki.context import PkiContext
+from pki.profiles import ProfileKind
 from pki.signers import certify_signer, current_signer
 from pki.status import StatusSource
 
@@ -78,26 +76,21 @@ def resign_revoked(engine: Engine, source: StatusSource, *, now: datetime) -> in
     return signed
 
 
-def renew_responders(
-    config: SceauConfig,
-    db: Database,
-    keys: KeyStore,
-    profiles: ProfileSet,
-    engine: Engine,
-    *,
-    now: datetime,
-) -> list[str]:
+def renew_responders(ctx: PkiContext, engine: Engine, *, now: datetime) -> list[str]:
     """Certify a fresh responder for each CA whose responder is missing or in the last third
     of its validity; returns the CAs renewed."""
+    profiles = ctx.profiles
     profile = profiles.signer_profile(ProfileKind.OCSP_RESPONDER)
     threshold = timedelta(days=profile.validity_days) / 3
     renewed: list[str] = []
     for ca_profile in profiles.ca_profiles():
         issuer_id = ca_profile.issuer
-        signer = current_signer(db, ProfileKind.OCSP_RESPONDER, issuer_id, now)
+        signer = current_signer(ctx.db, ProfileKind.OCSP_RESPONDER, issuer_id, now)
         if signer is not None and signer.not_after - now >= threshold:
             continue
-        new = certify_signer(config, db, keys, profile, issuer_id, now=now, actor=RENEWAL_ACTOR)
+        new = certify_signer(
+            ctx.config, ctx.db, ctx.keys, profile, issuer_id, now=now, actor=RENEWAL_ACTOR
+        )
         log.info("OCSP responder of %s renewed: key %s", issuer_id, new.key_label)
         renewed.append(issuer_id)
     if renewed:
@@ -105,17 +98,9 @@ def renew_responders(
     return renewed
 
 
-def register_jobs(
-    runner: JobRunner,
-    config: SceauConfig,
-    db: Database,
-    keys: KeyStore,
-    profiles: ProfileSet,
-    engine: Engine,
-    source: StatusSource,
-) -> None:
-    interval = timedelta(minutes=config.ocsp.presign_interval_minutes)
-    validity = timedelta(hours=config.ocsp.response_validity_hours)
+def register_jobs(runner: JobRunner, ctx: PkiContext, engine: Engine, source: StatusSource) -> None:
+    interval = timedelta(minutes=ctx.config.ocsp.presign_interval_minutes)
+    validity = timedelta(hours=ctx.config.ocsp.response_validity_hours)
 
     def presign(now: datetime) -> None:
         presign_due(engine, source, validity, now=now, budget=interval * 0.8)
@@ -124,7 +109,7 @@ def register_jobs(
         resign_revoked(engine, source, now=now)
 
     def responders(now: datetime) -> None:
-        renew_responders(config, db, keys, profiles, engine, now=now)
+        renew_responders(ctx, engine, now=now)
 
     runner.every("ocsp-presign", interval, presign)
     runner.every("ocsp-revocations", REVOCATION_CHECK, revocations)

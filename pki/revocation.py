@@ -87,7 +87,7 @@ def check_reason(reason: str) -> None:
         )
 
 
-def revoke(
+def revoke(  # noqa: PLR0913 - what a revocation states, keyword-only
     db: Database,
     certificate_id: int,
     *,

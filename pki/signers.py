@@ -58,7 +58,7 @@ def signer_key_algorithm(config: SceauConfig, profile: Profile) -> KeyAlgorithm:
     return profile.hsm_key_algorithm
 
 
-def certify_own_key(
+def certify_own_key(  # noqa: PLR0913 - the key, its profile and its issuer, keyword-only
     config: SceauConfig,
     keys: KeyStore,
     profile: Profile,
@@ -98,7 +98,7 @@ def certify_own_key(
     return tbs, assemble(tbs_der, scheme, keys.sign(signer, tbs_der, scheme))
 
 
-def certify_signer(
+def certify_signer(  # noqa: PLR0913 - dated and attributed, keyword-only
     config: SceauConfig,
     db: Database,
     keys: KeyStore,

@@ -145,7 +145,7 @@ def _client_secret(sealer: Sealer, session: Session, proof_id: str) -> str | Non
     ).decode()
 
 
-def deliver_due(
+def deliver_due(  # noqa: PLR0913 - keyword-only tuning of one delivery round
     db: Database,
     sealer: Sealer,
     settings: RegistrationConfig,

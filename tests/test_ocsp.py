@@ -517,7 +517,7 @@ def test_responders_are_renewed_before_they_expire(pki: Pki) -> None:
     old = current_signer(pki.ctx.db, ProfileKind.OCSP_RESPONDER, "persons", now)
     assert old is not None
     ctx = pki.ctx
-    renew = [ctx.config, ctx.db, ctx.keys, ctx.profiles, svc.engine]
+    renew = [ctx, svc.engine]
     assert renew_responders(*renew, now=now) == []  # 30 days left: nothing to do
     # Nineteen days on, less than a third of the 30 days is left. (Dated in the future,
     # the new certificates do not disturb the other tests, which sign "now".)

@@ -81,7 +81,7 @@ class _Signer:
 
 
 class TimestampAuthority:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only dependencies and policy
         self,
         db: Database,
         keys: KeyStore,

@@ -49,7 +49,7 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_client(
+def create_client(  # noqa: PLR0913 - every write is dated and attributed: now, actor keyword-only
     db: Database,
     profiles: ProfileCatalogue,
     name: str,

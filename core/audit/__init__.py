@@ -34,7 +34,7 @@ def _canonical(seq: int, at: datetime, actor: str, action: str, details: dict[st
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def chain_hash(
+def chain_hash(  # noqa: PLR0913 - the hashed fields of an event, in chain order
     prev_hash: str, seq: int, at: datetime, actor: str, action: str, details: dict[str, Any]
 ) -> str:
     digest = hashlib.sha256(bytes.fromhex(prev_hash))
