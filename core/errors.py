@@ -27,15 +27,22 @@ class ErrorKind(StrEnum):
     LINT_FAILED = "lint-failed"
     HSM = "hsm"
     CONFIG = "config"
+    UNAVAILABLE = "unavailable"  # a dependency (the database) does not answer: retry later
+    THROTTLED = "too-many-requests"  # too many failed attempts from one address
+
+
+# Seconds a caller is told to wait (Retry-After) when a dependency does not answer.
+RETRY_AFTER_SECONDS = 5
 
 
 class SceauError(Exception):
     """A failure whose cause is known and can be told to the caller."""
 
-    def __init__(self, kind: ErrorKind, detail: str) -> None:
+    def __init__(self, kind: ErrorKind, detail: str, *, retry_after: int | None = None) -> None:
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
+        self.retry_after = retry_after  # seconds, for Retry-After (429, 503)
 
 
 class ConfigError(SceauError):
@@ -43,8 +50,16 @@ class ConfigError(SceauError):
         super().__init__(ErrorKind.CONFIG, detail)
 
 
+class UnavailableError(SceauError):
+    """The database did not answer, or aborted the transaction: nothing was written."""
+
+    def __init__(self, detail: str, *, retryable: bool = False) -> None:
+        super().__init__(ErrorKind.UNAVAILABLE, detail, retry_after=RETRY_AFTER_SECONDS)
+        self.retryable = retryable  # a deadlock or serialization failure: run it again
+
+
 class HsmError(SceauError):
     """A PKCS#11 failure. The message names module and token, never the PIN."""
 
     def __init__(self, detail: str) -> None:
-        super().__init__(ErrorKind.HSM, detail)
+        super().__init__(ErrorKind.HSM, detail, retry_after=RETRY_AFTER_SECONDS)

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from core import audit, metrics
 from core.errors import ErrorKind, SceauError
@@ -108,7 +109,8 @@ def revoke(  # noqa: PLR0913 - what a revocation states, keyword-only
     check_reason(reason)
     if invalidity_date is not None and invalidity_date > now:
         raise SceauError(ErrorKind.INVALID, "invalidity_date may not be in the future")
-    with db.write() as session:
+
+    def transaction(session: Session) -> CertificateRecord:
         changed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             update(Certificate)
             .where(
@@ -147,7 +149,9 @@ def revoke(  # noqa: PLR0913 - what a revocation states, keyword-only
                 "invalidity_date": invalidity_date.isoformat() if invalidity_date else None,
             },
         )
-        record = certificate_record(row)
+        return certificate_record(row)
+
+    record = db.transact(transaction)
     metrics.CERTIFICATES_REVOKED.labels(profile=record.profile).inc()
     return record
 

@@ -4,6 +4,14 @@ Each event's hash covers the previous hash and a canonical JSON of the event, so
 deleting, inserting or reordering any row breaks the chain from that row on. Appending
 happens inside the caller's transaction: the event commits with the change it records,
 or neither does.
+
+Lock order. ``append`` updates the one head row, so every transaction that records an
+event takes that lock. To never wait in a cycle (a deadlock on PostgreSQL), every such
+transaction locks its own rows first and the head last: ``append`` is its last write, or
+the rows it writes after ``append`` were locked before it (``SELECT ... FOR UPDATE`` or an
+UPDATE). The orders in force: certificate, issuer status, head (revocation); certificate,
+identity proof, credential, head (issuance); officer, head (login); identity proof, head
+(decisions).
 """
 
 from __future__ import annotations

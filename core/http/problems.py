@@ -14,10 +14,11 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from core import __version__, metrics
-from core.errors import ErrorKind, SceauError
+from core.errors import RETRY_AFTER_SECONDS, ErrorKind, SceauError
 
 log = logging.getLogger("sceau.web")
 
@@ -40,6 +41,8 @@ STATUS = {
     ErrorKind.NOT_IMPLEMENTED: 501,
     ErrorKind.HSM: 503,
     ErrorKind.CONFIG: 503,
+    ErrorKind.UNAVAILABLE: 503,
+    ErrorKind.THROTTLED: 429,
 }
 
 TITLES = {
@@ -59,6 +62,8 @@ TITLES = {
     ErrorKind.NOT_IMPLEMENTED: "Not implemented",
     ErrorKind.HSM: "Signing device unavailable",
     ErrorKind.CONFIG: "Service misconfigured",
+    ErrorKind.UNAVAILABLE: "Service temporarily unavailable",
+    ErrorKind.THROTTLED: "Too many failed attempts",
 }
 
 _HTTP_KINDS = {
@@ -72,7 +77,24 @@ _HTTP_KINDS = {
 }
 
 
-def problem(kind: ErrorKind, detail: str, status: int | None = None, **extra: Any) -> Response:
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _db_reason(exc: SQLAlchemyError) -> str:
+    """The driver's own words, first line only: never the statement or its parameters."""
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"
+
+
+def problem(
+    kind: ErrorKind,
+    detail: str,
+    status: int | None = None,
+    *,
+    retry_after: int | None = None,
+    **extra: Any,
+) -> Response:
     status = status or STATUS[kind]
     body = {
         "type": f"urn:sceau:problem:{kind.value}",
@@ -86,6 +108,8 @@ def problem(kind: ErrorKind, detail: str, status: int | None = None, **extra: An
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
     if kind is ErrorKind.UNAUTHENTICATED:
         response.headers["WWW-Authenticate"] = 'Bearer realm="sceau"'
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     return response
 
 
@@ -117,8 +141,11 @@ def install_common(app: Flask, service: str, *, max_body_bytes: int, schema: str
 
     @app.after_request
     def _finish(response: Response) -> Response:
+        # Label values come from our routes and a fixed set of methods only: a client that
+        # invents paths or methods must not grow the metrics (or the memory behind them).
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics.REQUESTS.labels(service, endpoint, request.method, str(response.status_code)).inc()
+        method = request.method if request.method in _METHODS else "other"
+        metrics.REQUESTS.labels(service, endpoint, method, str(response.status_code)).inc()
         if "started" in g:
             metrics.LATENCY.labels(service, endpoint).observe(time.perf_counter() - g.started)
         response.headers["X-Request-Id"] = g.get("request_id", "")
@@ -128,9 +155,25 @@ def install_common(app: Flask, service: str, *, max_body_bytes: int, schema: str
     @app.errorhandler(SceauError)
     def _sceau_error(exc: SceauError) -> Response:
         metrics.ERRORS.labels(service, exc.kind.value).inc()
-        if exc.kind in {ErrorKind.HSM, ErrorKind.CONFIG}:
+        if exc.kind in {ErrorKind.HSM, ErrorKind.CONFIG, ErrorKind.UNAVAILABLE}:
             log.error("request %s: %s", g.get("request_id"), exc.detail)
-        return problem(exc.kind, exc.detail)
+        return problem(exc.kind, exc.detail, retry_after=exc.retry_after)
+
+    @app.errorhandler(SQLAlchemyError)
+    def _database_error(exc: SQLAlchemyError) -> Response:
+        # What core.store.db did not already turn into an UnavailableError: a uniqueness
+        # race lost (IntegrityError) is the caller's to retry; anything else is the
+        # database's state. Neither answer names a statement or a table.
+        log.error("request %s: database error %s", g.get("request_id"), _db_reason(exc))
+        if isinstance(exc, IntegrityError):
+            metrics.ERRORS.labels(service, ErrorKind.CONFLICT.value).inc()
+            return problem(ErrorKind.CONFLICT, "a concurrent request changed this record; retry")
+        metrics.ERRORS.labels(service, ErrorKind.UNAVAILABLE.value).inc()
+        return problem(
+            ErrorKind.UNAVAILABLE,
+            "the database is not answering; retry later",
+            retry_after=RETRY_AFTER_SECONDS,
+        )
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

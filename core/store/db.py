@@ -3,23 +3,44 @@
 SQLite: WAL, a busy timeout, and write transactions opened with BEGIN IMMEDIATE, because a
 deferred transaction that reads then writes fails at once (SQLITE_BUSY_SNAPSHOT) when
 another process wrote in between, where IMMEDIATE queues behind the busy timeout.
+
+A database that does not answer (down, read-only, full, locked past the busy timeout, a
+pool that cannot connect) surfaces from :meth:`Database.read` and :meth:`Database.write`
+as ``UnavailableError`` (503 with Retry-After in every service), the transaction rolled
+back, so nothing is half-written. A transaction PostgreSQL aborts for a deadlock or a
+serialization failure is marked retryable; :meth:`Database.transact` runs it again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import random
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
+
+from core.errors import UnavailableError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# PostgreSQL SQLSTATEs of a transaction aborted so that another could go on: run it again.
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock
+TRANSACT_ATTEMPTS = 4
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -64,21 +85,59 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._read() as session, session.begin():
-            yield session
+        try:
+            with self._read() as session, session.begin():
+                yield session
+        except _UNANSWERED as exc:
+            raise unavailable(exc) from exc
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction: commits on success, rolls back on any exception."""
-        with contextlib.ExitStack() as stack:
-            if self._write_lock is not None:
-                stack.enter_context(self._write_lock)
-            session = stack.enter_context(self._write())
-            stack.enter_context(session.begin())
-            yield session
+        try:
+            with contextlib.ExitStack() as stack:
+                if self._write_lock is not None:
+                    stack.enter_context(self._write_lock)
+                session = stack.enter_context(self._write())
+                stack.enter_context(session.begin())
+                yield session
+        except _UNANSWERED as exc:
+            raise unavailable(exc) from exc
+
+    def transact(self, body: Callable[[Session], T]) -> T:
+        """Run ``body`` in a write transaction, again (after a short random pause) when the
+        database aborted it for a deadlock or a serialization failure; ``body`` must do
+        nothing outside the session, since it may run more than once."""
+        for attempt in range(1, TRANSACT_ATTEMPTS + 1):
+            try:
+                with self.write() as session:
+                    return body(session)
+            except UnavailableError as exc:
+                if not exc.retryable or attempt == TRANSACT_ATTEMPTS:
+                    raise
+                log.warning("transaction aborted by the database (attempt %d): retrying", attempt)
+                time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - a jitter
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+_UNANSWERED = (OperationalError, InterfaceError, PoolTimeoutError)
+
+
+def unavailable(exc: Exception) -> UnavailableError:
+    """The UnavailableError for a database failure; its text names no statement or table
+    (the operator's log gets the driver's first line)."""
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    sqlstate = getattr(cause, "sqlstate", None)
+    first_line = (str(cause).strip().splitlines() or [""])[0]
+    log.error("database unavailable: %s: %s", type(cause).__name__, first_line)
+    if sqlstate in _RETRYABLE_SQLSTATES:
+        return UnavailableError(
+            "the database aborted a concurrent transaction; retry", retryable=True
+        )
+    return UnavailableError("the database is not answering; retry later")
 
 
 def _alembic_config(url: str) -> AlembicConfig:
