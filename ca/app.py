@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask, Response
 
 from ca import api
 from ca.issuance import CertificateAuthority
+from ca.leftovers import abandon_stale_reservations as abandon_stale
 from ca.openapi import openapi_document
 from core.audit.config_audit import record_config
 from core.http.service import make_service, provide
-from pki.context import PkiContext
+from core.jobs import JobRunner
+from pki.context import PkiContext, context
 from pki.custody import IssuanceListener, KeyCustodian
+
+log = logging.getLogger(__name__)
+
+LEFTOVER_CHECK = timedelta(minutes=5)
 
 
 def create_app(
@@ -42,3 +49,13 @@ def create_app(
         return Response(document, mimetype="application/json")
 
     return app
+
+
+def register_app_jobs(runner: JobRunner, app: Flask) -> None:
+    """Reservations left by an issuance that never finished (ca/leftovers.py)."""
+    db = context(app).db
+    runner.every(
+        "certificate-reservations",
+        LEFTOVER_CHECK,
+        lambda now: log.info("%d stale reservations abandoned", abandon_stale(db, now=now)),
+    )

@@ -19,3 +19,9 @@ CERTIFICATES_REVOKED = Counter(
 ISSUANCE_REFUSED = Counter(
     "sceau_issuance_refused_total", "Issuances refused by pre-issuance lint", ["profile"]
 )
+AUTH_FAILURES = Counter(
+    "sceau_auth_failures_total", "Requests refused for a missing, unknown or disabled API token"
+)
+AUTH_THROTTLED = Counter(
+    "sceau_auth_throttled_total", "Requests refused (429) after too many failed token attempts"
+)

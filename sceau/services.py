@@ -33,6 +33,7 @@ from tsa.authority import TimestampAuthority
 SERVICES = ("ca", "registration", "tsa", "ocsp", "crl", "signing", "audit")
 
 JOBS: dict[str, Callable[[JobRunner, Flask], None]] = {
+    "ca": ca_app.register_app_jobs,
     "registration": registration_app.register_app_jobs,
     "ocsp": ocsp_app.register_app_jobs,
     "crl": crl_app.register_app_jobs,

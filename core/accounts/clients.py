@@ -5,15 +5,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
+from flask import has_request_context, request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from core import audit
+from core import audit, metrics
+from core.accounts.throttle import WINDOW_SECONDS, FailureThrottle
 from core.errors import ErrorKind, SceauError
+from core.http.service import provided
 from core.store.db import Database
 from core.store.models import ApiClient
 
@@ -88,8 +92,58 @@ def create_client(  # noqa: PLR0913 - every write is dated and attributed: now, 
     return token
 
 
+_LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+
 def authenticate(db: Database, authorization: str | None) -> Client:
-    """Resolve an ``Authorization: Bearer`` header to an enabled client, or raise."""
+    """Resolve an ``Authorization: Bearer`` header to an enabled client, or raise: 401 for
+    a missing, unknown or disabled token, 429 once the caller's address failed too often."""
+    # Each service has its own throttle (core.http.service); outside a request, none.
+    throttle = provided(FailureThrottle) if has_request_context() else None
+    address = client_address()
+    wait = throttle.retry_after(address, time.monotonic()) if throttle else None
+    if wait is not None:
+        metrics.AUTH_THROTTLED.inc()
+        raise SceauError(
+            ErrorKind.THROTTLED,
+            "too many failed token attempts from this address; retry later",
+            retry_after=wait,
+        )
+    try:
+        return _client(db, authorization)
+    except SceauError as exc:
+        if exc.kind is ErrorKind.UNAUTHENTICATED:
+            metrics.AUTH_FAILURES.inc()
+            if throttle is not None and throttle.failed(address, time.monotonic()):
+                _record_burst(db, address, throttle.limit)
+        raise
+
+
+def client_address() -> str:
+    """The caller's address: the one nginx saw (the last X-Forwarded-For hop it added)
+    when the request comes through a proxy on this host, else the peer's."""
+    if not has_request_context():
+        return ""
+    peer = request.remote_addr or ""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    if peer in _LOOPBACK and forwarded:
+        return forwarded.rsplit(",", 1)[-1].strip()[:64]
+    return peer
+
+
+def _record_burst(db: Database, address: str, limit: int) -> None:
+    """One audit event when an address reaches the limit (not one per refused request)."""
+    with db.write() as session:
+        audit.append(
+            session,
+            actor="anonymous",
+            action="client.auth_throttled",
+            at=datetime.now(UTC),
+            details={"from": address, "failures": limit, "window_seconds": WINDOW_SECONDS},
+        )
+
+
+def _client(db: Database, authorization: str | None) -> Client:
     if not authorization:
         raise SceauError(ErrorKind.UNAUTHENTICATED, "missing Authorization: Bearer token")
     scheme, _, token = authorization.partition(" ")

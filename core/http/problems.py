@@ -80,6 +80,12 @@ _HTTP_KINDS = {
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+def _unreadable_body(exc: Exception) -> bool:
+    """An error gunicorn raised while the application read the body (an invalid chunk
+    size or terminator): the client's fault, raised from inside ``wsgi.input``."""
+    return type(exc).__module__.startswith("gunicorn.http")
+
+
 def _db_reason(exc: SQLAlchemyError) -> str:
     """The driver's own words, first line only: never the statement or its parameters."""
     cause = exc.orig if isinstance(exc, DBAPIError) else exc
@@ -184,6 +190,9 @@ def install_common(app: Flask, service: str, *, max_body_bytes: int, schema: str
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        if _unreadable_body(exc):
+            metrics.ERRORS.labels(service, ErrorKind.MALFORMED.value).inc()
+            return problem(ErrorKind.MALFORMED, "the request body is not valid HTTP/1.1")
         # Logged with the request id for the operator; the caller learns nothing inside.
         log.exception("request %s: unexpected error", g.get("request_id"))
         metrics.ERRORS.labels(service, "internal").inc()

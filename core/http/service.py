@@ -14,6 +14,7 @@ from typing import TypeVar, cast
 
 from flask import Flask, current_app
 
+from core.accounts.throttle import DEFAULT_FAILURES_PER_MINUTE, FailureThrottle
 from core.context import ServiceContext
 from core.http.problems import install_common
 
@@ -36,6 +37,7 @@ def make_service(
         max_body_bytes=max_body_bytes or ctx.config.service.max_body_bytes,
         schema=ctx.schema(),
     )
+    provide(app, FailureThrottle(DEFAULT_FAILURES_PER_MINUTE))  # core.accounts.clients
     return app
 
 

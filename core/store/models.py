@@ -207,7 +207,8 @@ class Certificate(Base):
     issuer_id: Mapped[str] = mapped_column(ForeignKey("issuers.id"))
     serial: Mapped[str] = mapped_column(String(40))
     profile: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))  # reserved | issued | revoked | failed
+    # reserved | issued | revoked | failed | abandoned (ca/leftovers.py)
+    status: Mapped[str] = mapped_column(String(16))
     proof_id: Mapped[str | None] = mapped_column(ForeignKey("identity_proofs.id"))
     client_id: Mapped[int | None] = mapped_column(ForeignKey("api_clients.id"))
     subject: Mapped[str] = mapped_column(Text)
