@@ -11,9 +11,10 @@ from cryptography.x509 import load_der_x509_certificate
 from flask import Blueprint, Response, request
 
 from ca.issuance import CertificateAuthority, IssuedCertificate
+from ca.requests import CertificateRequest, RevocationRequest
 from core.accounts.clients import Client, authenticate
 from core.errors import ErrorKind, SceauError
-from core.http.problems import json_body
+from core.http.requests import json_object, parse
 from core.http.service import provided
 from pki.context import context
 from pki.revocation import CertificateRecord, find_certificate
@@ -34,15 +35,6 @@ def _client() -> Client:
 
 def _json(body: dict[str, Any], status: int = 200, **headers: str) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json", headers=headers)
-
-
-def _string(data: dict[str, Any], key: str, *, required: bool = True) -> str | None:
-    value = data.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value:
-        raise SceauError(ErrorKind.INVALID, f"{key} is required and must be a non-empty string")
-    return value
 
 
 def _now() -> datetime:
@@ -90,15 +82,12 @@ def _record_body(record: CertificateRecord) -> dict[str, Any]:
 @bp.post("/certificates")
 def issue() -> Response:
     client = _client()
-    data = json_body()
-    unknown = set(data) - {"profile", "identity_proof", "csr"}
-    if unknown:
-        raise SceauError(ErrorKind.INVALID, f"unknown field(s): {', '.join(sorted(unknown))}")
+    body = parse(CertificateRequest, json_object())
     issued = provided(CertificateAuthority).issue(
         client,
-        profile_id=str(_string(data, "profile")),
-        proof_id=str(_string(data, "identity_proof")),
-        csr_pem=_string(data, "csr", required=False),
+        profile_id=body.profile,
+        proof_id=body.identity_proof,
+        csr_pem=body.csr,
         now=_now(),
     )
     return _json(_issued_body(issued), 201, Location=f"/ca/api/v1/certificates/{issued.serial}")
@@ -123,37 +112,15 @@ def fetch(serial: str) -> Response:
 @bp.post("/certificates/<serial>/revoke")
 def revoke(serial: str) -> Response:
     client = _client()
-    data = json_body()
-    unknown = set(data) - {"reason", "invalidity_date"}
-    if unknown:
-        raise SceauError(ErrorKind.INVALID, f"unknown field(s): {', '.join(sorted(unknown))}")
-    reason = data.get("reason", "unspecified")
-    if not isinstance(reason, str):
-        raise SceauError(ErrorKind.INVALID, "reason must be a string")
-    invalidity = data.get("invalidity_date")
-    invalidity_date = None
-    if invalidity is not None:
-        invalidity_date = _parse_time(invalidity, "invalidity_date")
+    body = parse(RevocationRequest, json_object())
     with context().db.read() as session:
         row_id = find_certificate(session, serial, client_id=client.id).id
     record = revoke_certificate(
         context().db,
         row_id,
         actor=client.actor,
-        reason=reason,
-        invalidity_date=invalidity_date,
+        reason=body.reason,
+        invalidity_date=body.invalidity_date,
         now=_now(),
     )
     return _json(_record_body(record))
-
-
-def _parse_time(value: object, name: str) -> datetime:
-    if not isinstance(value, str):
-        raise SceauError(ErrorKind.INVALID, f"{name} must be an RFC 3339 date-time string")
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise SceauError(ErrorKind.INVALID, f"{name} is not an RFC 3339 date-time") from exc
-    if moment.tzinfo is None:
-        raise SceauError(ErrorKind.INVALID, f"{name} needs a time zone (Z or +hh:mm)")
-    return moment.astimezone(UTC)

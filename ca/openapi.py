@@ -1,274 +1,113 @@
-"""OpenAPI 3.1 description of the platform API (identity proofs and certificates).
+"""OpenAPI 3.1 description of the CA's certificate API (``GET /ca/openapi.json``).
 
-Kept beside the views it describes; a test checks that every platform route is described
-here and nothing else is.
+The request schemas are generated from the request models (ca/requests.py); the answers,
+which have no model, are described here. A test checks that every route of the CA's API
+is described and nothing else is. The identity proofs are the registration authority's,
+described by its own document (``/ra/openapi.json``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
+from ca.requests import CertificateRequest, RevocationRequest
 from core import __version__
-from pki.profiles import DOCUMENT_TYPES, ProofMethod
-from pki.revocation import REVOCATION_REASONS
 
-# registration/evidence.py KINDS (the core may not import a service).
-EVIDENCE_KINDS = (
-    "document-front",
-    "document-back",
-    "portrait",
-    "company-extract",
-    "mandate",
-    "representative-document-front",
-    "representative-document-back",
-    "other",
-)
-
-_PROBLEM = {"$ref": "#/components/responses/Problem"}
+REF = "#/components/schemas/{model}"
 _JSON = "application/json"
+_PROBLEM = {"$ref": "#/components/responses/Problem"}
+_DATE_TIME = {"type": "string", "format": "date-time"}
+_PEM = {"type": "string", "description": "PEM"}
+
+
+def model_schemas(*models: type[BaseModel]) -> dict[str, Any]:
+    """The JSON Schemas of ``models`` and of the models they use, by name, as
+    ``components.schemas`` holds them (each ``$ref`` points there)."""
+    schemas: dict[str, Any] = {}
+    for model in models:
+        schema = model.model_json_schema(ref_template=REF)
+        schemas |= schema.pop("$defs", {})
+        schemas[model.__name__] = schema
+    return schemas
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
 
 
 def _problems(*codes: int) -> dict[str, Any]:
     return {str(code): _PROBLEM for code in codes}
 
 
-def _json_body(ref: str) -> dict[str, Any]:
-    return {"required": True, "content": {_JSON: {"schema": {"$ref": ref}}}}
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    return {"required": True, "content": {_JSON: {"schema": _ref(model.__name__)}}}
 
 
-def _json_response(description: str, ref: str) -> dict[str, Any]:
-    return {"description": description, "content": {_JSON: {"schema": {"$ref": ref}}}}
+def _json_response(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": _ref(schema)}}}
 
 
-def _string(**extra: Any) -> dict[str, Any]:
-    return {"type": "string", **extra}
+CERTIFICATE = {
+    "type": "object",
+    "required": [
+        "serial",
+        "issuer",
+        "profile",
+        "status",
+        "not_before",
+        "not_after",
+        "certificate",
+        "chain",
+    ],
+    "properties": {
+        "serial": {"type": "string", "pattern": "^[0-9a-f]{1,40}$", "description": "hexadecimal"},
+        "issuer": {"type": "string"},
+        "profile": {"type": "string"},
+        "status": {"enum": ["issued", "revoked"]},
+        "subject": {"type": "string"},
+        "identity_proof": {"type": "string"},
+        "not_before": _DATE_TIME,
+        "not_after": _DATE_TIME,
+        "certificate": {"oneOf": [_PEM, {"type": "null"}]},
+        "credential_id": {
+            "type": "string",
+            "description": "only when the key was generated in our HSM: the CSC credential "
+            "that signs with it",
+        },
+        "chain": {"type": "array", "items": _PEM, "description": "issuing CA first, root last"},
+        "revocation": {
+            "type": "object",
+            "properties": {
+                "revoked_at": _DATE_TIME,
+                "reason": {"type": "string"},
+                "invalidity_date": {"oneOf": [_DATE_TIME, {"type": "null"}]},
+            },
+        },
+    },
+}
+
+PROBLEM = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "format": "uri", "description": "urn:sceau:problem:<kind>"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "request_id": {"type": "string"},
+    },
+}
 
 
 def _schemas(profiles: list[str]) -> dict[str, Any]:
-    date_time = _string(format="date-time")
-    person = {
-        "given_name": _string(maxLength=128),
-        "surname": _string(maxLength=128),
-        "birth_date": _string(format="date"),
-        "birth_place": _string(maxLength=128),
-        "email": _string(format="email"),
-        "mobile": _string(pattern="^\\+[1-9][0-9]{6,14}$", description="E.164; spaces dropped"),
-    }
-    document = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["type", "number", "issuing_country", "expires_on"],
-        "properties": {
-            "type": {"enum": list(DOCUMENT_TYPES)},
-            "number": _string(maxLength=128),
-            "issuing_country": _string(pattern="^[A-Z]{2}$"),
-            "issuing_authority": _string(maxLength=128),
-            "expires_on": _string(format="date"),
-        },
-    }
-    representative = {
-        "type": "object",
-        "additionalProperties": False,
-        "description": "legal persons: the natural person acting for it (TS 119 461 9.4)",
-        "required": ["given_name", "surname", "mandate"],
-        "properties": {
-            **person,
-            "nationality": _string(pattern="^[A-Z]{2}$"),
-            "role": _string(maxLength=128),
-            "document": document,
-            "mandate": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["type"],
-                "properties": {
-                    "type": {"enum": ["registry-listing", "power-of-attorney", "board-resolution"]},
-                    "reference": _string(maxLength=128),
-                },
-            },
-        },
-    }
-    natural = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["given_name", "surname", "country"],
-        "properties": {
-            **person,
-            "nationality": _string(pattern="^[A-Z]{2}$"),
-            "country": _string(pattern="^[A-Z]{2}$"),
-        },
-    }
-    legal = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["organization_name", "organization_identifier", "country"],
-        "properties": {
-            "organization_name": _string(maxLength=128, description="full registered name"),
-            "organization_identifier": _string(
-                pattern="^(VAT|NTR|PSD|LEI)[A-Z]{2}-.+$",
-                description="EN 319 412-1 5.1.4, e.g. NTRFR-<SIREN>; check digits verified",
-            ),
-            "common_name": _string(maxLength=128, description="defaults to organization_name"),
-            "email": _string(format="email"),
-            "country": _string(pattern="^[A-Z]{2}$"),
-            "registered_address": _string(maxLength=256),
-        },
-    }
-    return {
-        "IdentityProofRequest": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["subject_kind", "method", "subject", "document"],
-            "properties": {
-                "subject_kind": {"enum": ["natural", "legal"]},
-                "method": {
-                    "enum": [m.value for m in ProofMethod],
-                    "description": "delegated: the platform vouches (verified at once "
-                    "when one of its profiles accepts it); others wait for an officer",
-                },
-                "subject": {"oneOf": [natural, legal]},
-                "document": document,
-                "representative": representative,
-                "eid": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "description": "required for method eid, refused otherwise",
-                    "required": ["scheme", "level"],
-                    "properties": {
-                        "scheme": _string(maxLength=128),
-                        "level": {"enum": ["substantial", "high"]},
-                    },
-                },
-                "webhook_url": _string(
-                    maxLength=512,
-                    description="https (http only on the loopback): the decision is POSTed "
-                    "there, signed (Sceau-Signature); the client needs a webhook secret",
-                ),
-            },
-        },
-        "IdentityProof": {
-            "type": "object",
-            "required": [
-                "id",
-                "status",
-                "subject_kind",
-                "method",
-                "subject",
-                "document",
-                "created_at",
-                "verified_at",
-                "usable_until",
-            ],
-            "properties": {
-                "id": _string(),
-                "status": {"enum": ["pending", "verified", "rejected", "purged"]},
-                "subject_kind": {"enum": ["natural", "legal"]},
-                "method": _string(),
-                "subject": {"type": "object"},
-                "document": {"type": "object", "description": "without the document number"},
-                "created_at": date_time,
-                "verified_at": {"oneOf": [date_time, {"type": "null"}]},
-                "usable_until": {"oneOf": [date_time, {"type": "null"}]},
-                "decided_at": {"oneOf": [date_time, {"type": "null"}]},
-                "rejection_reason": {"oneOf": [_string(), {"type": "null"}]},
-                "representative": {"type": "object"},
-                "eid": {"type": "object"},
-                "webhook_url": {"oneOf": [_string(), {"type": "null"}]},
-                "files": {"type": "array", "items": {"$ref": "#/components/schemas/EvidenceFile"}},
-            },
-        },
-        "EvidenceFile": {
-            "type": "object",
-            "required": ["id", "kind", "media_type", "size", "created_at"],
-            "properties": {
-                "id": {"type": "integer"},
-                "kind": _string(),
-                "media_type": {"enum": ["image/jpeg", "image/png", "application/pdf"]},
-                "size": {"type": "integer"},
-                "created_at": date_time,
-            },
-        },
-        "CertificateRequest": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["profile", "identity_proof"],
-            "properties": {
-                "profile": {"enum": profiles},
-                "identity_proof": _string(description="id of a verified identity proof"),
-                "csr": _string(
-                    description="PEM PKCS#10; its signature proves possession, "
-                    "its subject is ignored (the subject comes from the proof). Omitted, "
-                    "for a profile whose keys may be generated in our HSM (required for "
-                    "QSCD profiles): the key pair is generated in the token and the answer "
-                    "carries the credential_id used by remote signing (CSC API)"
-                ),
-            },
-        },
-        "Certificate": {
-            "type": "object",
-            "required": [
-                "serial",
-                "issuer",
-                "profile",
-                "status",
-                "not_before",
-                "not_after",
-                "certificate",
-                "chain",
-            ],
-            "properties": {
-                "serial": _string(pattern="^[0-9a-f]{1,40}$", description="hexadecimal"),
-                "issuer": _string(),
-                "profile": _string(),
-                "status": {"enum": ["issued", "revoked"]},
-                "subject": _string(),
-                "identity_proof": _string(),
-                "not_before": date_time,
-                "not_after": date_time,
-                "certificate": _string(description="PEM"),
-                "credential_id": _string(
-                    description="only when the key was generated in our HSM: the CSC "
-                    "credential that signs with it"
-                ),
-                "chain": {
-                    "type": "array",
-                    "items": _string(description="PEM"),
-                    "description": "issuing CA first, root last",
-                },
-                "revocation": {
-                    "type": "object",
-                    "properties": {
-                        "revoked_at": date_time,
-                        "reason": _string(),
-                        "invalidity_date": {"oneOf": [date_time, {"type": "null"}]},
-                    },
-                },
-            },
-        },
-        "RevocationRequest": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "reason": {
-                    "enum": list(REVOCATION_REASONS),
-                    "default": "unspecified",
-                    "description": "RFC 5280 CRLReason",
-                },
-                "invalidity_date": date_time,
-            },
-        },
-        "Problem": {
-            "type": "object",
-            "description": "RFC 9457 problem details",
-            "required": ["type", "title", "status", "detail"],
-            "properties": {
-                "type": _string(format="uri"),
-                "title": _string(),
-                "status": {"type": "integer"},
-                "detail": _string(),
-                "request_id": _string(),
-            },
-        },
-    }
+    schemas = model_schemas(CertificateRequest, RevocationRequest)
+    # The model takes any profile name (an unknown one is the engine's unknown-profile
+    # problem); the document lists the ones this service has.
+    schemas["CertificateRequest"]["properties"]["profile"]["enum"] = profiles
+    return {**schemas, "Certificate": CERTIFICATE, "Problem": PROBLEM}
 
 
 def openapi_document(base_url: str, profiles: list[str]) -> dict[str, Any]:
@@ -276,72 +115,25 @@ def openapi_document(base_url: str, profiles: list[str]) -> dict[str, Any]:
         "name": "serial",
         "in": "path",
         "required": True,
-        "schema": _string(pattern="^[0-9a-fA-F:]{1,60}$"),
+        "schema": {"type": "string", "pattern": "^[0-9a-fA-F:]{1,60}$"},
     }
-    proof_id = {"name": "proof_id", "in": "path", "required": True, "schema": _string()}
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": "Sceau platform API",
+            "title": "Sceau certificate API",
             "version": __version__,
-            "description": "Identity proofs and certificates for signing platforms.",
+            "description": "Certificates for signing platforms, issued on verified identity "
+            "proofs (the registration authority's API, /ra/openapi.json).",
         },
         "servers": [{"url": base_url}],
         "security": [{"bearer": []}],
         "paths": {
-            "/ra/api/v1/identity-proofs": {
-                "post": {
-                    "summary": "Record an identity proof",
-                    "requestBody": _json_body("#/components/schemas/IdentityProofRequest"),
-                    "responses": {
-                        "201": _json_response("created", "#/components/schemas/IdentityProof"),
-                        **_problems(400, 401, 403, 413, 415, 422),
-                    },
-                }
-            },
-            "/ra/api/v1/identity-proofs/{proof_id}": {
-                "get": {
-                    "summary": "Read one of the client's identity proofs",
-                    "parameters": [proof_id],
-                    "responses": {
-                        "200": _json_response("the proof", "#/components/schemas/IdentityProof"),
-                        **_problems(401, 404, 409),
-                    },
-                }
-            },
-            "/ra/api/v1/identity-proofs/{proof_id}/files": {
-                "post": {
-                    "summary": "Attach an evidence file to a pending proof (raw body)",
-                    "description": "JPEG, PNG or PDF up to [registration] max_upload_bytes "
-                    "(10 MB), recognised by content; Content-Type must match it.",
-                    "parameters": [
-                        proof_id,
-                        {
-                            "name": "kind",
-                            "in": "query",
-                            "required": True,
-                            "schema": {"enum": list(EVIDENCE_KINDS)},
-                        },
-                    ],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            media: {"schema": {"type": "string", "format": "binary"}}
-                            for media in ("image/jpeg", "image/png", "application/pdf")
-                        },
-                    },
-                    "responses": {
-                        "201": _json_response("stored", "#/components/schemas/EvidenceFile"),
-                        **_problems(401, 404, 409, 413, 415, 422),
-                    },
-                }
-            },
             "/ca/api/v1/certificates": {
                 "post": {
                     "summary": "Issue a certificate for a verified identity proof",
-                    "requestBody": _json_body("#/components/schemas/CertificateRequest"),
+                    "requestBody": _json_body(CertificateRequest),
                     "responses": {
-                        "201": _json_response("issued", "#/components/schemas/Certificate"),
+                        "201": _json_response("issued", "Certificate"),
                         **_problems(400, 401, 403, 404, 409, 413, 415, 422, 501, 503),
                     },
                 }
@@ -354,8 +146,10 @@ def openapi_document(base_url: str, profiles: list[str]) -> dict[str, Any]:
                         "200": {
                             "description": "the certificate",
                             "content": {
-                                _JSON: {"schema": {"$ref": "#/components/schemas/Certificate"}},
-                                "application/pkix-cert": {"schema": _string(format="binary")},
+                                _JSON: {"schema": _ref("Certificate")},
+                                "application/pkix-cert": {
+                                    "schema": {"type": "string", "format": "binary"}
+                                },
                             },
                         },
                         **_problems(401, 404),
@@ -366,10 +160,10 @@ def openapi_document(base_url: str, profiles: list[str]) -> dict[str, Any]:
                 "post": {
                     "summary": "Revoke a certificate (final: never reinstated)",
                     "parameters": [serial],
-                    "requestBody": _json_body("#/components/schemas/RevocationRequest"),
+                    "requestBody": _json_body(RevocationRequest),
                     "responses": {
-                        "200": _json_response("revoked", "#/components/schemas/Certificate"),
-                        **_problems(400, 401, 404, 409, 413, 415, 422),
+                        "200": _json_response("revoked", "Certificate"),
+                        **_problems(400, 401, 404, 409, 413, 415, 422, 503),
                     },
                 }
             },
@@ -386,11 +180,7 @@ def openapi_document(base_url: str, profiles: list[str]) -> dict[str, Any]:
             "responses": {
                 "Problem": {
                     "description": "RFC 9457 problem",
-                    "content": {
-                        "application/problem+json": {
-                            "schema": {"$ref": "#/components/schemas/Problem"}
-                        }
-                    },
+                    "content": {"application/problem+json": {"schema": _ref("Problem")}},
                 }
             },
         },

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, request
 
 from core.accounts.clients import authenticate
 from core.errors import ErrorKind, SceauError
-from core.http.problems import json_body
+from core.http.requests import json_object, parse
 from core.store.models import IdentityProof
 from pki.context import context
-from registration.evidence import add_file
+from registration.evidence import Upload, add_file
 from registration.proofs import create_proof, file_body, proof_body, proof_files
+from registration.requests import IdentityProofRequest
 
 bp = Blueprint("identity_proofs", __name__, url_prefix="/ra/api/v1")
 # The one route whose body may exceed [service] max_body_bytes (registration/app.py).
@@ -24,16 +25,8 @@ UPLOAD_ENDPOINT = "identity_proofs.upload_file"
 def create() -> Response:
     ctx = context()
     client = authenticate(ctx.db, request.headers.get("Authorization"))
-    proof = create_proof(
-        ctx.db,
-        ctx.sealer,
-        ctx.profiles,
-        client,
-        json_body(),
-        now=datetime.now(UTC),
-        max_age=timedelta(days=ctx.config.registration.proof_max_age_days),
-        retention_years=ctx.config.registration.retention_years,
-    )
+    body = parse(IdentityProofRequest, json_object()).root
+    proof = create_proof(ctx, client, body, now=datetime.now(UTC))
     return Response(
         json.dumps(proof_body(ctx.sealer, proof)),
         status=201,
@@ -60,19 +53,15 @@ def upload_file(proof_id: str) -> Response:
     ``Content-Type: image/jpeg | image/png | application/pdf`` (checked against the bytes)."""
     ctx = context()
     client = authenticate(ctx.db, request.headers.get("Authorization"))
-    limit = ctx.config.registration.max_upload_bytes
-    request.max_content_length = limit  # a chunked body is cut here too (413)
-    row = add_file(
-        ctx.db,
-        ctx.sealer,
-        client,
-        proof_id[:64],
+    # A chunked body is cut at the limit too (413).
+    request.max_content_length = ctx.config.registration.max_upload_bytes
+    upload = Upload(
+        proof_id=proof_id[:64],
         kind=request.args.get("kind"),
         declared_type=request.mimetype,
         data=request.get_data(cache=False),
-        max_bytes=limit,
-        now=datetime.now(UTC),
     )
+    row = add_file(ctx, client, upload, now=datetime.now(UTC))
     return Response(
         json.dumps(file_body(row)),
         status=201,

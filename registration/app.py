@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 
@@ -13,6 +14,7 @@ from core.http.service import make_service
 from core.jobs import JobRunner
 from pki.context import PkiContext, context
 from registration import admin, api, retention, webhooks
+from registration.openapi import openapi_document
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,12 @@ def create_app(ctx: PkiContext) -> Flask:
 
     app.register_blueprint(api.bp)
     admin.install(app)  # the officer UI, /ra/admin
+    document = json.dumps(openapi_document(ctx.config.service.base_url), indent=1)
+
+    @app.get("/ra/openapi.json")
+    def openapi() -> Response:
+        return Response(document, mimetype="application/json")
+
     return app
 
 

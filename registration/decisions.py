@@ -57,7 +57,7 @@ def _load(session: Session, proof_id: str) -> IdentityProof:
     return proof
 
 
-def approve_proof(
+def approve_proof(  # noqa: PLR0913 - the clock and the two RA settings it applies, keyword-only
     db: Database,
     proof_id: str,
     officer: str,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import zlib
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -19,6 +20,7 @@ from core.errors import ErrorKind, HsmError, SceauError
 from core.hsm.envelope import Sealed, Sealer
 from core.store.db import Database
 from core.store.models import EvidenceFile, IdentityProof
+from pki.context import PkiContext
 from registration.proofs import proof_files
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,17 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 # Active content a PDF viewer would run or launch: not evidence, refused.
 _PDF_ACTIVE = re.compile(rb"/(JavaScript|JS|Launch|EmbeddedFile|RichMedia|XFA)\b")
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One evidence file as the platform sent it (``POST .../files``), nothing checked yet:
+    the body is no JSON, so add_file checks the kind, the declared type and the bytes."""
+
+    proof_id: str
+    kind: str | None  # the ?kind= query parameter
+    declared_type: str  # the Content-Type
+    data: bytes
 
 
 def evidence_aad(proof_id: str, file_id: int) -> str:
@@ -134,22 +147,13 @@ def detect_media_type(data: bytes) -> str:
     return media
 
 
-def add_file(
-    db: Database,
-    sealer: Sealer,
-    client: Client,
-    proof_id: str,
-    *,
-    kind: str | None,
-    declared_type: str,
-    data: bytes,
-    max_bytes: int,
-    now: datetime,
-) -> EvidenceFile:
+def add_file(ctx: PkiContext, client: Client, upload: Upload, *, now: datetime) -> EvidenceFile:
     """Attach one evidence file to the client's own pending proof."""
-    if kind not in KINDS:
+    proof_id, data = upload.proof_id, upload.data
+    max_bytes = ctx.config.registration.max_upload_bytes
+    if upload.kind not in KINDS:
         raise SceauError(ErrorKind.INVALID, f"kind must be one of {', '.join(KINDS)}")
-    if declared_type not in MEDIA_TYPES:
+    if upload.declared_type not in MEDIA_TYPES:
         raise SceauError(
             ErrorKind.UNSUPPORTED_MEDIA_TYPE,
             f"send the file as the request body with Content-Type {', '.join(MEDIA_TYPES)}",
@@ -159,12 +163,12 @@ def add_file(
     if not data:
         raise SceauError(ErrorKind.INVALID, "the file is empty")
     media = detect_media_type(data)
-    if media != declared_type:
+    if media != upload.declared_type:
         raise SceauError(
             ErrorKind.UNSUPPORTED_MEDIA_TYPE,
-            f"declared {declared_type} but the content is {media}",
+            f"declared {upload.declared_type} but the content is {media}",
         )
-    with db.write() as session:
+    with ctx.db.write() as session:
         proof = session.get(IdentityProof, proof_id)
         if proof is None or proof.client_id != client.id:
             raise SceauError(ErrorKind.NOT_FOUND, f"no identity proof {proof_id!r}")
@@ -181,7 +185,7 @@ def add_file(
             raise SceauError(ErrorKind.CONFLICT, f"a proof holds at most {MAX_FILES} files")
         row = EvidenceFile(
             proof_id=proof_id,
-            kind=kind,
+            kind=upload.kind,
             media_type=media,
             size=len(data),
             uploaded_by=client.actor,
@@ -189,7 +193,7 @@ def add_file(
         )
         session.add(row)
         session.flush()  # the row id is part of the associated data
-        sealed = sealer.seal(evidence_aad(proof_id, row.id), data)
+        sealed = ctx.sealer.seal(evidence_aad(proof_id, row.id), data)
         row.sealed, row.wrapped_key = sealed.ciphertext, sealed.wrapped_key
         audit.append(
             session,
@@ -199,7 +203,7 @@ def add_file(
             details={
                 "proof": proof_id,
                 "file": row.id,
-                "kind": kind,
+                "kind": upload.kind,
                 "media_type": media,
                 "size": len(data),
             },

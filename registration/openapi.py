@@ -1,0 +1,201 @@
+"""OpenAPI 3.1 description of the registration authority's API (``GET /ra/openapi.json``):
+identity proofs and their evidence files.
+
+The request schemas are generated from the request models (registration/requests.py); the
+answers, which have no model, are described here, pointing at the request's schemas where
+they hold the same thing. A test checks that every route of the RA's API is described
+and nothing else is. Certificates are the CA's document (``/ca/openapi.json``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from core import __version__
+from pki.profiles import SubjectKind
+from registration.evidence import KINDS, MEDIA_TYPES
+from registration.requests import IdentityProofRequest
+
+REF = "#/components/schemas/{model}"
+_JSON = "application/json"
+_PROBLEM = {"$ref": "#/components/responses/Problem"}
+_DATE_TIME = {"type": "string", "format": "date-time"}
+_OR_NULL = {"type": "null"}
+
+
+def model_schemas(*models: type[BaseModel]) -> dict[str, Any]:
+    """The JSON Schemas of ``models`` and of the models they use, by name, as
+    ``components.schemas`` holds them (each ``$ref`` points there)."""
+    schemas: dict[str, Any] = {}
+    for model in models:
+        schema = model.model_json_schema(ref_template=REF)
+        schemas |= schema.pop("$defs", {})
+        schemas[model.__name__] = schema
+    return schemas
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _problems(*codes: int) -> dict[str, Any]:
+    return {str(code): _PROBLEM for code in codes}
+
+
+def _json_response(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": _ref(schema)}}}
+
+
+IDENTITY_PROOF = {
+    "type": "object",
+    "description": "the platform's view of its proof, also the poll for the decision",
+    "required": [
+        "id",
+        "status",
+        "subject_kind",
+        "method",
+        "created_at",
+        "verified_at",
+        "usable_until",
+    ],
+    "properties": {
+        "id": {"type": "string"},
+        "status": {"enum": ["pending", "verified", "rejected", "purged"]},
+        "subject_kind": {"enum": [k.value for k in SubjectKind]},
+        "method": _ref("ProofMethod"),
+        # As submitted (normalised); gone once the record is purged.
+        "subject": {"oneOf": [_ref("NaturalSubject"), _ref("LegalSubject")]},
+        "document": {
+            "type": "object",
+            "description": "the IdentityDocument without its number, which stays with the RA",
+        },
+        "representative": {
+            "type": "object",
+            "description": "the Representative, its document without the number",
+        },
+        "eid": _ref("EidMeans"),
+        "created_at": _DATE_TIME,
+        "verified_at": {"oneOf": [_DATE_TIME, _OR_NULL]},
+        "usable_until": {"oneOf": [_DATE_TIME, _OR_NULL]},
+        "decided_at": {"oneOf": [_DATE_TIME, _OR_NULL]},
+        "rejection_reason": {"oneOf": [{"type": "string"}, _OR_NULL]},
+        "webhook_url": {"oneOf": [{"type": "string"}, _OR_NULL]},
+        "files": {"type": "array", "items": _ref("EvidenceFile")},
+        "purged_at": _DATE_TIME,
+    },
+}
+
+EVIDENCE_FILE = {
+    "type": "object",
+    "required": ["id", "kind", "media_type", "size", "created_at"],
+    "properties": {
+        "id": {"type": "integer"},
+        "kind": {"enum": list(KINDS)},
+        "media_type": {"enum": list(MEDIA_TYPES)},
+        "size": {"type": "integer"},
+        "created_at": _DATE_TIME,
+    },
+}
+
+PROBLEM = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "format": "uri", "description": "urn:sceau:problem:<kind>"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "request_id": {"type": "string"},
+    },
+}
+
+
+def openapi_document(base_url: str) -> dict[str, Any]:
+    proof_id = {"name": "proof_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Sceau registration authority API",
+            "version": __version__,
+            "description": "Identity proofs and their evidence for signing platforms (the "
+            "certificates they allow are the CA's API, /ca/openapi.json).",
+        },
+        "servers": [{"url": base_url}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/ra/api/v1/identity-proofs": {
+                "post": {
+                    "summary": "Record an identity proof",
+                    "requestBody": {
+                        "required": True,
+                        "content": {_JSON: {"schema": _ref("IdentityProofRequest")}},
+                    },
+                    "responses": {
+                        "201": _json_response("created", "IdentityProof"),
+                        **_problems(400, 401, 403, 409, 413, 415, 422, 503),
+                    },
+                }
+            },
+            "/ra/api/v1/identity-proofs/{proof_id}": {
+                "get": {
+                    "summary": "Read one of the client's identity proofs",
+                    "parameters": [proof_id],
+                    "responses": {
+                        "200": _json_response("the proof", "IdentityProof"),
+                        **_problems(401, 404, 409),
+                    },
+                }
+            },
+            "/ra/api/v1/identity-proofs/{proof_id}/files": {
+                "post": {
+                    "summary": "Attach an evidence file to a pending proof (raw body)",
+                    "description": "JPEG, PNG or PDF up to [registration] max_upload_bytes "
+                    "(10 MB), recognised by content; Content-Type must match it.",
+                    "parameters": [
+                        proof_id,
+                        {
+                            "name": "kind",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"enum": list(KINDS)},
+                        },
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            media: {"schema": {"type": "string", "format": "binary"}}
+                            for media in MEDIA_TYPES
+                        },
+                    },
+                    "responses": {
+                        "201": _json_response("stored", "EvidenceFile"),
+                        **_problems(401, 404, 409, 413, 415, 422),
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "token from `sceau client add`",
+                }
+            },
+            "schemas": {
+                **model_schemas(IdentityProofRequest),
+                "IdentityProof": IDENTITY_PROOF,
+                "EvidenceFile": EVIDENCE_FILE,
+                "Problem": PROBLEM,
+            },
+            "responses": {
+                "Problem": {
+                    "description": "RFC 9457 problem",
+                    "content": {"application/problem+json": {"schema": _ref("Problem")}},
+                }
+            },
+        },
+    }
