@@ -112,7 +112,7 @@ _OPENER = urllib.request.build_opener(_NoRedirect)
 
 def post(url: str, body: bytes, signature: str, timeout: float) -> str | None:
     """POST one callback; None on a 2xx answer, else why it failed (for last_error)."""
-    if not url.startswith(("https://", "http://")):  # parse_webhook_url allows no other
+    if not url.startswith(("https://", "http://")):  # registration.requests allows no other
         return "not an http(s) URL"
     req = urllib.request.Request(  # noqa: S310 - scheme checked just above
         url,
