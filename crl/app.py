@@ -10,12 +10,11 @@ from core.http.service import make_service, provide
 from core.jobs import JobRunner
 from crl import policies, views
 from crl.publisher import CrlPublisher
-from crl.schedule import check_config, register_jobs
+from crl.schedule import register_jobs
 from pki.context import PkiContext, context
 
 
 def create_app(ctx: PkiContext) -> Flask:
-    check_config(ctx.config.crl)
     app = make_service(__name__, "crl", ctx)
     provide(app, views.NewestCrls(ctx.db))
     app.register_blueprint(views.bp)

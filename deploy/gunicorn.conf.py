@@ -1,13 +1,17 @@
 """Gunicorn settings shared by every Sceau service (ca, registration, tsa, ocsp, crl,
-signing).
+signing, audit).
 
 Installed as /etc/sceau/gunicorn.conf.py and used by deploy/systemd/sceau@.service:
 
-    gunicorn -c /etc/sceau/gunicorn.conf.py 'tsa.app:create_app()'
+    gunicorn -c /etc/sceau/gunicorn.conf.py 'sceau.services:create_app("tsa")'
+
+The application factory builds the service and starts nothing; the post_worker_init hook
+below starts the service's scheduled jobs in each worker.
 
 Everything is read from the environment so that one file serves every service:
 
-    SCEAU_SERVICE          service name; picks the default port and the process name
+    SCEAU_SERVICE          service name; picks the default port, the process name and
+                           the scheduled jobs each worker starts
     SCEAU_BIND             listen address (default 127.0.0.1:<the service's port below>)
     SCEAU_WORKERS          worker processes (default 2 x CPUs + 1)
     SCEAU_TIMEOUT          seconds a worker may spend on one request before it is
@@ -27,6 +31,7 @@ PORTS = {
     "ocsp": 8103,
     "crl": 8104,
     "signing": 8105,
+    "audit": 8106,
 }
 
 service = os.environ.get("SCEAU_SERVICE", "sceau")
@@ -84,3 +89,30 @@ loglevel = os.environ.get("SCEAU_LOG_LEVEL", "info")
 access_log_format = (
     'rid=%({x-request-id}i)s %({x-forwarded-for}i)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s"'
 )
+
+
+# Scheduled jobs (CRL publication, OCSP pre-signing, retention purge, audit checkpoints...).
+# The factory starts none; each worker starts its service's, after fork, on the application
+# it loaded (worker.wsgi). Every worker of every machine runs the same schedule, and a
+# lease in the database (core/jobs.py) makes exactly one of them run each tick.
+#
+# Imported here, in the worker, not at the top of this file: the arbiter reads this file,
+# and a module it imported would be inherited by every worker it forks, so that a reload
+# (HUP) would start new workers on the old code.
+def post_worker_init(worker):
+    from flask import Flask  # noqa: PLC0415 - in the worker, see above
+
+    from sceau.services import SERVICES, start_jobs  # noqa: PLC0415 - in the worker
+
+    if service not in SERVICES:
+        worker.log.warning("SCEAU_SERVICE=%r names no Sceau service: no scheduled jobs", service)
+    elif isinstance(worker.wsgi, Flask):  # not gunicorn's error app after a failed reload
+        worker.sceau_jobs = runner = start_jobs(service, worker.wsgi)
+        names = ", ".join(job.id for job in runner.scheduler.get_jobs()) or "none"
+        worker.log.info("sceau-%s worker %s: scheduled jobs %s", service, worker.pid, names)
+
+
+def worker_exit(server, worker):
+    jobs = getattr(worker, "sceau_jobs", None)
+    if jobs is not None:
+        jobs.shutdown()

@@ -8,7 +8,10 @@ code refuses to replace a CA that already has a certificate.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
+
+from sqlalchemy.orm import Session
 
 from audit.checkpoints import ensure_audit_key
 from core import audit
@@ -19,7 +22,7 @@ from core.store.db import Database
 from core.store.models import Issuer
 from pki.issuers import IssuerRegistry
 from pki.names import organisation_name
-from pki.profiles import ProfileKind, ProfileSet
+from pki.profiles import Profile, ProfileKind, ProfileSet
 from pki.signers import certify_own_key, certify_signer, current_signer, signer_key_algorithm
 
 log = logging.getLogger(__name__)
@@ -38,60 +41,76 @@ def _issuing_policies(profiles: ProfileSet, issuer_id: str, arc: str) -> list[st
     return oids
 
 
-def run_ceremony(
-    config: SceauConfig,
-    db: Database,
-    keys: KeyStore,
-    profiles: ProfileSet,
-    *,
-    now: datetime,
-    actor: str,
-) -> list[str]:
-    """Create every missing CA; return what was done, one line per step."""
-    done: list[str] = []
-    registry = IssuerRegistry(db)
-    now = now.replace(microsecond=0)
-    with db.write() as session:
-        audit.ensure_head(session)
-    for label in ensure_secret_keys(keys):
-        done.append(f"secret key {label} in token {config.hsm.token_label}")
-        with db.write() as session:
-            audit.append(
-                session,
-                actor=actor,
-                action="key.generated",
-                at=now,
-                details={"key_label": label, "purpose": "evidence sealing"},
-            )
-    for profile in profiles.ca_profiles():
+@dataclass
+class Ceremony:
+    """One run of the ceremony: what it works on, when, and who it is recorded as."""
+
+    config: SceauConfig
+    db: Database
+    keys: KeyStore
+    profiles: ProfileSet
+    now: datetime
+    actor: str
+
+    def __post_init__(self) -> None:
+        # Certificate times have a one-second resolution: every step states the same one.
+        self.now = self.now.replace(microsecond=0)
+
+    def run(self) -> list[str]:
+        """Create every missing key and CA; return what was done, one line per step."""
+        with self.db.write() as session:
+            audit.ensure_head(session)
+        done = self.secret_keys()
+        registry = IssuerRegistry(self.db)
+        for profile in self.profiles.ca_profiles():
+            done += self.ca(profile, registry)
+        done += self.signers()
+        # The key that signs audit checkpoints (audit/checkpoints.py); its public key goes
+        # into the audit log itself.
+        done += ensure_audit_key(
+            self.db, self.keys, self.config.audit.key_label, now=self.now, actor=self.actor
+        )
+        return done
+
+    def secret_keys(self) -> list[str]:
+        """The token's secret keys that seal evidence at rest."""
+        done = []
+        for label in ensure_secret_keys(self.keys):
+            done.append(f"secret key {label} in token {self.config.hsm.token_label}")
+            with self.db.write() as session:
+                self._audit(
+                    session, "key.generated", {"key_label": label, "purpose": "evidence sealing"}
+                )
+        return done
+
+    def ca(self, profile: Profile, registry: IssuerRegistry) -> list[str]:
+        """The CA of ``profile``: its key in the token, its certificate, its record."""
         issuer_id = profile.issuer
-        with db.read() as session:
+        with self.db.read() as session:
             existing = session.get(Issuer, issuer_id)
         if existing is not None and existing.certificate is not None:
-            continue
+            return []
         (algorithm,) = profile.key_algorithms
         label = ca_key_label(issuer_id)
         # A key left by an interrupted ceremony is reused: it never left the token.
+        keys = self.keys
         public_key = (
             keys.public_key(label) if keys.has_key(label) else keys.generate(label, algorithm)
         )
-        done.append(f"key {label} ({algorithm}) in token {config.hsm.token_label}")
         parent = None if profile.kind is ProfileKind.ROOT else registry.get("root")
-        subject = organisation_name(config, profile.common_name)
-        policies = (
-            [] if parent is None else _issuing_policies(profiles, issuer_id, config.ca.policy_arc)
-        )
+        subject = organisation_name(self.config, profile.common_name)
+        arc = self.config.ca.policy_arc
         tbs, der = certify_own_key(
-            config,
+            self.config,
             keys,
             profile,
             public_key,
-            policies=policies,
+            policies=[] if parent is None else _issuing_policies(self.profiles, issuer_id, arc),
             issuer=parent,
             self_label=label,
-            now=now,
+            now=self.now,
         )
-        with db.write() as session:
+        with self.db.write() as session:
             row = session.get(Issuer, issuer_id) or Issuer(id=issuer_id)
             row.profile = profile.id
             row.key_label = label
@@ -99,48 +118,40 @@ def run_ceremony(
             row.certificate = der
             row.subject = subject.human_friendly
             row.parent_id = parent.id if parent else None
-            row.created_at = now
+            row.created_at = self.now
             session.merge(row)
-            audit.append(
-                session,
-                actor=actor,
-                action="ca.created",
-                at=now,
-                details={
-                    "issuer": issuer_id,
-                    "key_label": label,
-                    "algorithm": algorithm.value,
-                    "subject": subject.human_friendly,
-                    "serial": format(tbs["serial_number"].native, "x"),
-                },
-            )
+            details = {"issuer": issuer_id, "key_label": label, "algorithm": algorithm.value}
+            details["subject"] = subject.human_friendly
+            details["serial"] = format(tbs["serial_number"].native, "x")
+            self._audit(session, "ca.created", details)
         registry.reload()
-        done.append(f"certificate for {issuer_id}: {subject.human_friendly}")
-    done += _ensure_signers(config, db, keys, profiles, now=now, actor=actor)
-    # The key that signs audit checkpoints (ca/checkpoints.py); its public key goes into
-    # the audit log itself.
-    done += ensure_audit_key(db, keys, config.audit.key_label, now=now, actor=actor)
-    return done
+        return [
+            f"key {label} ({algorithm}) in token {self.config.hsm.token_label}",
+            f"certificate for {issuer_id}: {subject.human_friendly}",
+        ]
 
+    def signers(self) -> list[str]:
+        """The TSU (certified by its profile's issuer) and one OCSP responder per CA."""
+        tsu = self.profiles.signer_profile(ProfileKind.TSU)
+        responder = self.profiles.signer_profile(ProfileKind.OCSP_RESPONDER)
+        wanted = [(tsu, tsu.issuer)] + [(responder, p.issuer) for p in self.profiles.ca_profiles()]
+        done = []
+        for profile, issuer_id in wanted:
+            current = current_signer(self.db, profile.kind, issuer_id, self.now)
+            # A changed [tsa] key_algorithm takes effect here, with a new key and certificate.
+            algorithm = signer_key_algorithm(self.config, profile)
+            if current is None or current.key_algorithm != algorithm:
+                signer = certify_signer(
+                    self.config,
+                    self.db,
+                    self.keys,
+                    profile,
+                    issuer_id,
+                    now=self.now,
+                    actor=self.actor,
+                )
+                done.append(f"{profile.kind} certificate from {issuer_id} (key {signer.key_label})")
+        return done
 
-def _ensure_signers(
-    config: SceauConfig,
-    db: Database,
-    keys: KeyStore,
-    profiles: ProfileSet,
-    *,
-    now: datetime,
-    actor: str,
-) -> list[str]:
-    """The TSU (certified by its profile's issuer) and one OCSP responder per CA."""
-    tsu = profiles.signer_profile(ProfileKind.TSU)
-    responder = profiles.signer_profile(ProfileKind.OCSP_RESPONDER)
-    wanted = [(tsu, tsu.issuer)] + [(responder, p.issuer) for p in profiles.ca_profiles()]
-    done = []
-    for profile, issuer_id in wanted:
-        current = current_signer(db, profile.kind, issuer_id, now)
-        # A changed [tsa] key_algorithm takes effect here, with a new key and certificate.
-        if current is None or current.key_algorithm != signer_key_algorithm(config, profile):
-            signer = certify_signer(config, db, keys, profile, issuer_id, now=now, actor=actor)
-            done.append(f"{profile.kind} certificate from {issuer_id} (key {signer.key_label})")
-    return done
+    def _audit(self, session: Session, action: str, details: dict[str, str]) -> None:
+        audit.append(session, actor=self.actor, action=action, at=self.now, details=details)
