@@ -158,6 +158,12 @@ class ServiceConfig(Section):
     max_body_bytes: int = setting(
         65536, "Request bodies above this are refused before they are read (413).", low=1024
     )
+    auth_failures_per_minute: int = setting(
+        60,
+        "Failed API-token attempts allowed per client address and minute, in each worker"
+        " process; past it, that address gets 429 with Retry-After.",
+        low=1,
+    )
 
     def check(self) -> None:
         if not _is_http_url(self.base_url):

@@ -52,8 +52,11 @@ preload_app = False
 
 workers = int(os.environ.get("SCEAU_WORKERS", str(2 * (os.cpu_count() or 1) + 1)))
 # One request at a time per worker: the worker's PKCS#11 session is not shared
-# between threads. Scale with workers (or machines), not threads.
-worker_class = "sync"
+# between threads. Scale with workers (or machines), not threads. The worker class is
+# gunicorn's threaded one with two changes (core/http/worker.py): unparsable requests get
+# a problem+json answer, and a connection waits for its whole header block in the poller,
+# not in the worker's one thread (a client that dribbles its headers costs nothing).
+worker_class = "core.http.worker.ProblemThreadWorker"
 threads = 1
 
 timeout = int(os.environ.get("SCEAU_TIMEOUT", "30"))

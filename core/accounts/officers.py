@@ -207,9 +207,7 @@ def authenticate(  # noqa: PLR0913 - both factors and the lockout policy, keywor
         # the lockout the one before it wrote, so a parallel burst cannot check more than
         # max_failed passwords (PostgreSQL; SQLite's one writer already serialises them).
         # Lock order: the officer row, then the audit head (core.audit).
-        row = session.scalars(
-            select(Officer).where(Officer.name == name).with_for_update()
-        ).first()
+        row = session.scalars(select(Officer).where(Officer.name == name).with_for_update()).first()
         if row is None:
             _password_ok(_DUMMY_HASH, password)  # same cost as a real check
             audit.append(

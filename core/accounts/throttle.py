@@ -14,7 +14,6 @@ import threading
 from collections import OrderedDict, deque
 
 WINDOW_SECONDS = 60.0
-DEFAULT_FAILURES_PER_MINUTE = 60
 MAX_ADDRESSES = 10_000
 
 

@@ -24,6 +24,9 @@ class DevServer(BaseApplication):  # type: ignore[misc]
         self.cfg.set("bind", f"{args.host}:{args.port}")
         self.cfg.set("workers", args.workers)
         self.cfg.set("threads", args.threads)
+        # Problem+json for unparsable requests; headers gathered off-thread (slowloris).
+        self.cfg.set("worker_class", "core.http.worker.ProblemThreadWorker")
+        self.cfg.set("keepalive", 5)
         self.cfg.set("accesslog", "-" if args.access_log else None)
         self.cfg.set("timeout", 60)
         # gunicorn's control socket defaults to one path per user ($HOME/.gunicorn): two
