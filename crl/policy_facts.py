@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import (
+    MAX_ACCURACY_MS,
     CaConfig,
     CrlConfig,
     OcspConfig,
@@ -42,25 +43,14 @@ from pki.profiles import (
     ProfileSet,
     ProofMethod,
 )
+from pki.revocation import REVOCATION_REASONS
 
 DOCS_DIR = POLICIES_DIR
 
-# What tsa.authority and tsa.token enforce; policies/ may not import the tsa service, so
-# tests/test_policies.py checks that these stay equal to tsa's own constants.
+# What tsa.authority and tsa.token enforce; this service may not import the tsa service,
+# so tests/test_policies.py checks that these stay equal to tsa's own constants.
 BTSP_POLICY = "0.4.0.2023.1.1"
 TSA_OWN_POLICY = "3.1"  # appended to [ca] policy_arc
-TSA_MAX_ACCURACY_MS = 1000
-# Accepted revocation reasons: ca.issuance.REVOCATION_REASONS (checked by the tests too).
-REVOCATION_REASONS = (
-    "unspecified",
-    "keyCompromise",
-    "cACompromise",
-    "affiliationChanged",
-    "superseded",
-    "cessationOfOperation",
-    "privilegeWithdrawn",
-    "aACompromise",
-)
 
 ETSI_POLICY_NAMES = {
     "0.4.0.2042.1.1": "NCP",
@@ -508,7 +498,7 @@ def block_tsa(facts: Facts, selector: str) -> str:
             ["policy OID in every token (TSTInfo.policy)", f"`{facts.tsa_policy()}`"],
             ["ETSI best-practices policy it incorporates", f"`{BTSP_POLICY}`"],
             ["accuracy stated in every token", f"{t.accuracy_ms} ms"],
-            ["largest accuracy the software accepts", f"{TSA_MAX_ACCURACY_MS} ms"],
+            ["largest accuracy the software accepts", f"{MAX_ACCURACY_MS} ms"],
             [
                 "clock check",
                 "tokens refused while the kernel's NTP error bound exceeds the accuracy"

@@ -36,7 +36,6 @@ from tsa.response import PKIFailure, TsaRejection
 
 log = logging.getLogger(__name__)
 
-RECORD_MODES = ("batch", "sync")
 FLUSH_INTERVAL = 0.1  # seconds: the most a batch-mode crash can lose
 BATCH_SIZE = 1000  # records per transaction at most
 # Records queued and not yet committed above which new tokens are refused: bounds what a
