@@ -21,13 +21,13 @@ log = logging.getLogger(__name__)
 def create_app(ctx: PkiContext) -> Flask:
     app = make_service(__name__, "signing", ctx)
     engine = SigningEngine(
-        ctx.db,
-        ctx.keys,
-        ctx.issuers,
-        ctx.config.signing,
-        otp_sender(ctx.config),
-        ctx.sealer,
-        ctx.profiles,
+        db=ctx.db,
+        keys=ctx.keys,
+        issuers=ctx.issuers,
+        config=ctx.config.signing,
+        otp_sender=otp_sender(ctx.config),
+        sealer=ctx.sealer,
+        profiles=ctx.profiles,
     )
     provide(app, engine)
     app.register_blueprint(views.bp)

@@ -1,24 +1,24 @@
 """Remote signing with subscriber keys kept in our token (CSC API v2.0.0.2, standards.md 13).
 
-The engine knows nothing of HTTP; it takes ``now``. Every refusal is a ``CscError`` that
-the views render as CSC's ``{"error", "error_description"}``; its text never holds a secret.
+The engine knows nothing of HTTP or JSON: it takes the typed requests of
+``signing.requests`` (parsed, with the wire format gone, before a call reaches it) and
+``now``. Every refusal is a ``CscError`` that the views render as CSC's
+``{"error", "error_description"}``; its text never holds a secret.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from asn1crypto import algos
 from cryptography import x509
 from sqlalchemy import delete, select, update
 
@@ -26,7 +26,7 @@ from core import audit
 from core.accounts.clients import Client
 from core.config import SigningConfig
 from core.errors import SceauError
-from core.hsm.algorithms import HashAlgorithm, KeyAlgorithm, Padding, SignatureScheme
+from core.hsm.algorithms import KeyAlgorithm, Padding
 from core.hsm.envelope import Sealer
 from core.hsm.keystore import KeyNotFoundError, KeyStore
 from core.store.db import Database
@@ -40,57 +40,21 @@ from core.store.models import (
 from pki.issuers import IssuerRegistry
 from pki.profiles import ProfileSet, SubjectKind
 from pki.proofs import open_record
+from signing.errors import CscError, invalid
 from signing.otp import OtpDeliveryError, OtpRecipient, OtpSender
+from signing.requests import (
+    EC_SIGN_ALGORITHMS,
+    MAX_HASHES,
+    RSA_SIGN_ALGORITHMS,
+    AuthorizeRequest,
+    CredentialInfoRequest,
+    SendOtpRequest,
+    SignHashRequest,
+)
 
 log = logging.getLogger(__name__)
 
-# One signHash call signs at most this many hashes (a batch of invoices; bounded so that one
-# call cannot hold the token's lock for long: ~13 ms at SoftHSM2's P-256 rate).
-MAX_HASHES = 100
-
-HASH_OIDS = {
-    "2.16.840.1.101.3.4.2.1": HashAlgorithm.SHA256,
-    "2.16.840.1.101.3.4.2.2": HashAlgorithm.SHA384,
-    "2.16.840.1.101.3.4.2.3": HashAlgorithm.SHA512,
-}
-# signAlgo OIDs (CSC 11.9: the key's algorithm, or a combined hash-and-sign OID). A bare key
-# algorithm OID takes its hash from hashAlgorithmOID.
-_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
-_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
-_RSASSA_PSS = "1.2.840.113549.1.1.10"
-_COMBINED: dict[str, tuple[HashAlgorithm, Padding]] = {
-    "1.2.840.10045.4.3.2": (HashAlgorithm.SHA256, Padding.ECDSA),
-    "1.2.840.10045.4.3.3": (HashAlgorithm.SHA384, Padding.ECDSA),
-    "1.2.840.10045.4.3.4": (HashAlgorithm.SHA512, Padding.ECDSA),
-    "1.2.840.113549.1.1.11": (HashAlgorithm.SHA256, Padding.PKCS1V15),
-    "1.2.840.113549.1.1.12": (HashAlgorithm.SHA384, Padding.PKCS1V15),
-    "1.2.840.113549.1.1.13": (HashAlgorithm.SHA512, Padding.PKCS1V15),
-}
-_EC_COMBINED = [oid for oid, (_, padding) in _COMBINED.items() if padding is Padding.ECDSA]
-_RSA_COMBINED = [oid for oid, (_, padding) in _COMBINED.items() if padding is Padding.PKCS1V15]
-_KEY_OIDS = {
-    _EC_PUBLIC_KEY: Padding.ECDSA,
-    _RSA_ENCRYPTION: Padding.PKCS1V15,
-    _RSASSA_PSS: Padding.PSS,
-}
-# Every signAlgo signHash takes (CSC 11.1 info: signAlgorithms).
-SIGN_ALGORITHMS = [_EC_PUBLIC_KEY, *_EC_COMBINED, _RSA_ENCRYPTION, _RSASSA_PSS, *_RSA_COMBINED]
-_ASN1_NULL = base64.b64encode(b"\x05\x00").decode()  # the (absent) parameters of the others
 _CURVES = {"ec-p256": ("1.2.840.10045.3.1.7", 256), "ec-p384": ("1.3.132.0.34", 384)}
-
-
-class CscError(Exception):
-    """A refusal in CSC terms (CSC API v2 section 10: error, error_description)."""
-
-    def __init__(self, status: int, error: str, description: str) -> None:
-        super().__init__(description)
-        self.status = status
-        self.error = error
-        self.description = description
-
-
-def invalid(description: str) -> CscError:
-    return CscError(400, "invalid_request", description)
 
 
 def _sha256_hex(data: bytes) -> str:
@@ -106,30 +70,23 @@ def _otp_hash(credential_id: str, code: str, expires_at: datetime) -> str:
     return hashlib.scrypt(code.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32).hex()
 
 
-def _hashes_digest(digests: list[bytes]) -> str:
+def _hashes_digest(digests: Sequence[bytes]) -> str:
     """What a SAD is bound to: the exact hashes, in order (length-prefixed, so no two lists
     share a digest)."""
     return _sha256_hex(b"".join(len(d).to_bytes(2, "big") + d for d in digests))
 
 
+@dataclass(frozen=True, eq=False)  # a service, compared by identity
 class SigningEngine:
-    def __init__(
-        self,
-        db: Database,
-        keys: KeyStore,
-        issuers: IssuerRegistry,
-        config: SigningConfig,
-        otp_sender: OtpSender,
-        sealer: Sealer,
-        profiles: ProfileSet | None = None,
-    ) -> None:
-        self.profiles = profiles
-        self.db = db
-        self.keys = keys
-        self.sealer = sealer
-        self.issuers = issuers
-        self.config = config
-        self.otp_sender = otp_sender
+    """The collaborators a CSC call needs; the engine keeps no other state."""
+
+    db: Database
+    keys: KeyStore
+    issuers: IssuerRegistry
+    config: SigningConfig
+    otp_sender: OtpSender
+    sealer: Sealer
+    profiles: ProfileSet | None = None  # None: credentials/info gives no signatureQualifier
 
     def credential_ids(self, client: Client) -> list[str]:
         with self.db.read() as session:
@@ -141,26 +98,13 @@ class SigningEngine:
         return list(rows)
 
     def info(
-        self,
-        client: Client,
-        credential_id: Any,
-        *,
-        certificates: Any = None,
-        cert_info: Any = None,
-        auth_info: Any = None,
-        now: datetime,
+        self, client: Client, request: CredentialInfoRequest, *, now: datetime
     ) -> dict[str, Any]:
         """CSC 11.5 credentials/info. ``certificates`` "none" | "single" (the default: the
         end-entity certificate) | "chain"; ``certInfo`` adds the certificate's fields.
         The authorisation description is always given: clients need it to know whether to
         ask their user for an OTP."""
-        credential, cert = self._owned(client, credential_id)
-        which = "single" if certificates is None else certificates
-        if which not in ("none", "single", "chain"):
-            raise invalid("Invalid parameter certificates")
-        for name, flag in (("certInfo", cert_info), ("authInfo", auth_info)):
-            if flag is not None and not isinstance(flag, bool):
-                raise invalid(f"Invalid parameter {name}")
+        credential, cert = self._owned(client, request.credential_id)
         if cert.der is None:
             raise invalid("Invalid parameter credentialID")
         algorithm = KeyAlgorithm(credential.key_algorithm)
@@ -169,16 +113,16 @@ class SigningEngine:
         # example lists ecdsa-with-SHA256; pyHanko picks its mechanism from this list).
         if algorithm.is_ec:
             curve, length = _CURVES.get(algorithm.value, ("1.3.132.0.35", 521))
-            key.update(algo=[_EC_PUBLIC_KEY, *_EC_COMBINED], len=length, curve=curve)
+            key.update(algo=EC_SIGN_ALGORITHMS, len=length, curve=curve)
         else:
-            key.update(algo=[_RSA_ENCRYPTION, _RSASSA_PSS, *_RSA_COMBINED], len=algorithm.rsa_bits)
+            key.update(algo=RSA_SIGN_ALGORITHMS, len=algorithm.rsa_bits)
         cert_out: dict[str, Any] = {"status": _cert_status(cert, now)}
-        if which != "none":
+        if request.certificates != "none":
             chain = [cert.der]
-            if which == "chain":
+            if request.certificates == "chain":
                 chain.extend(self.issuers.chain(cert.issuer_id))
             cert_out["certificates"] = [base64.b64encode(c).decode() for c in chain]
-        if cert_info:
+        if request.cert_info:
             leaf = x509.load_der_x509_certificate(cert.der)
             cert_out.update(
                 issuerDN=leaf.issuer.rfc4514_string(),
@@ -241,39 +185,22 @@ class SigningEngine:
 
     # -- the calls that authorise or sign: every refusal is an audit event -------------
 
-    def sign_hash(
-        self,
-        client: Client,
-        credential_id: Any,
-        sad: Any,
-        hashes_b64: Any,
-        hash_oid: Any,
-        sign_algo: Any,
-        *,
-        sign_algo_params: Any = None,
-        operation_mode: Any = None,
-        now: datetime,
-    ) -> list[bytes]:
-        """CSC 11.9 signatures/signHash: one signature per hash, in their order."""
-        with self._refusals(client, "signatures/signHash", credential_id, now):
-            if operation_mode not in (None, "S"):
-                raise invalid("Invalid parameter operationMode: only synchronous (S)")
-            key = self._signing_key(client, credential_id)
+    def sign_hash(self, client: Client, request: SignHashRequest, *, now: datetime) -> list[bytes]:
+        """CSC 11.9 signatures/signHash: one signature per hash, in their order. The hashes'
+        lengths already match ``request.scheme``."""
+        with self._refusals(client, "signatures/signHash", request.credential_id, now):
+            key = self._signing_key(client, request.credential_id)
             # Lifecycle (EN 419 241-1): a revoked or expired certificate's key signs nothing,
             # checked on the row at every call, so a revocation takes effect at once.
             if not _valid(key, now):
                 raise invalid(f"Signing certificate is {_cert_status(key, now)}")
-            digests = _digests(hashes_b64)
-            scheme = _scheme(key.key_algorithm, hash_oid, sign_algo, sign_algo_params)
-            for digest in digests:
-                if len(digest) != scheme.hash.digest_size:
-                    raise invalid(
-                        f"Invalid digest value length: {scheme.hash.value} hashes have "
-                        f"{scheme.hash.digest_size} bytes, one has {len(digest)}"
-                    )
+            scheme = request.scheme
+            if (scheme.padding is Padding.ECDSA) != KeyAlgorithm(key.key_algorithm).is_ec:
+                raise invalid("Invalid parameter signAlgo: the credential's key cannot do it")
+            digests = list(request.hashes)
             if key.scal == 2:
                 # Sole control: the platform's token alone never signs with a qualified key.
-                self._consume_sad(key.id, sad, digests, now)
+                self._consume_sad(key.id, request.sad, digests, now)
             # CSC returns each signature as it would sit in a CMS SignerInfo: for ECDSA the DER
             # ECDSA-Sig-Value, as KeyStore.sign_digests gives it (what pyHanko's CSC client embeds).
             signatures = self.keys.sign_digests(key.key_label, digests, scheme)
@@ -291,10 +218,10 @@ class SigningEngine:
                 )
             return signatures
 
-    def send_otp(self, client: Client, credential_id: Any, *, now: datetime) -> None:
+    def send_otp(self, client: Client, request: SendOtpRequest, *, now: datetime) -> None:
         """CSC 11.7 credentials/sendOTP: a new code to the owner of a SCAL2 credential."""
-        with self._refusals(client, "credentials/sendOTP", credential_id, now):
-            credential, cert = self._owned(client, credential_id)
+        with self._refusals(client, "credentials/sendOTP", request.credential_id, now):
+            credential, cert = self._owned(client, request.credential_id)
             if credential.scal != 2:
                 raise invalid("Invalid parameter credentialID: this credential uses no OTP")
             if not _valid(cert, now):
@@ -348,33 +275,19 @@ class SigningEngine:
                 )
 
     def authorize(
-        self,
-        client: Client,
-        credential_id: Any,
-        num_signatures: Any,
-        hashes_b64: Any,
-        otp: Any,
-        *,
-        now: datetime,
+        self, client: Client, request: AuthorizeRequest, *, now: datetime
     ) -> tuple[str, int]:
         """CSC 11.6 credentials/authorize: check the owner's OTP, then give a SAD bound to
-        the credential, these hashes and their count. Returns (SAD, seconds it lives)."""
-        with self._refusals(client, "credentials/authorize", credential_id, now):
-            credential, cert = self._owned(client, credential_id)
+        the credential, these hashes and their count (``numSignatures`` already counts
+        them). Returns (SAD, seconds it lives)."""
+        with self._refusals(client, "credentials/authorize", request.credential_id, now):
+            credential, cert = self._owned(client, request.credential_id)
             if credential.scal != 2:
                 raise invalid("Invalid parameter credentialID: a SCAL1 credential needs no SAD")
             if not _valid(cert, now):
                 raise invalid(f"Invalid credential: the certificate is {_cert_status(cert, now)}")
-            if not isinstance(num_signatures, int) or isinstance(num_signatures, bool):
-                raise invalid("Missing (or invalid type) integer parameter numSignatures")
-            if num_signatures > MAX_HASHES:
-                raise invalid(f"Numbers of signatures is too high: multisign is {MAX_HASHES}")
-            digests = _digests(hashes_b64)
-            if num_signatures != len(digests):
-                raise invalid("Invalid value for parameter numSignatures: it must count the hashes")
-            if not isinstance(otp, str) or not otp:
-                raise invalid("Missing (or invalid type) string parameter OTP")
-            self._check_otp(client, credential, otp, now)
+            digests = request.hashes
+            self._check_otp(client, credential, request.otp, now)
             sad = secrets.token_urlsafe(32)
             ttl = self.config.sad_ttl_seconds
             with self.db.write() as session:
@@ -398,12 +311,13 @@ class SigningEngine:
             return sad, ttl
 
     def refused(
-        self, client: Client, call: str, credential_id: Any, reason: str, *, now: datetime
+        self, client: Client, call: str, credential_id: str | None, reason: str, *, now: datetime
     ) -> None:
-        """Record a refusal: the call, the credential asked for, the client, and the reason
-        as answered. The reason texts never quote a hash, SAD or OTP, and none is stored."""
-        details: dict[str, Any] = {"call": call, "client": client.name, "reason": reason[:300]}
-        if isinstance(credential_id, str) and credential_id:
+        """Record a refusal: the call, the credential asked for (None: the request named
+        none that could be read), the client, and the reason as answered. The reason texts
+        never quote a hash, SAD or OTP, and none is stored."""
+        details = {"call": call, "client": client.name, "reason": reason[:300]}
+        if credential_id:
             details["credential"] = credential_id[:80]
         with self.db.write() as session:
             audit.append(
@@ -412,7 +326,7 @@ class SigningEngine:
 
     @contextlib.contextmanager
     def _refusals(
-        self, client: Client, call: str, credential_id: Any, now: datetime
+        self, client: Client, call: str, credential_id: str, now: datetime
     ) -> Iterator[None]:
         try:
             yield
@@ -473,10 +387,10 @@ class SigningEngine:
             raise CscError(400, error, failure)
 
     def _consume_sad(
-        self, credential_id: str, sad: Any, digests: list[bytes], now: datetime
+        self, credential_id: str, sad: str | None, digests: Sequence[bytes], now: datetime
     ) -> None:
         """Spend the SAD before the token signs: it works once even if signing then fails."""
-        if not isinstance(sad, str) or not sad:
+        if not sad:
             raise CscError(
                 403,
                 "access_denied",
@@ -556,11 +470,9 @@ class SigningEngine:
             destroyed += 1
         return destroyed
 
-    def _signing_key(self, client: Client, credential_id: Any) -> _SigningKey:
+    def _signing_key(self, client: Client, credential_id: str) -> _SigningKey:
         """The hot path of signHash: one SELECT of the columns it needs (no ORM objects),
         with the same answer as ``_owned`` for unknown, foreign or inactive credentials."""
-        if not isinstance(credential_id, str) or not credential_id:
-            raise invalid("Missing (or invalid type) string parameter credentialID")
         with self.db.read() as session:
             row = session.execute(
                 select(
@@ -581,9 +493,7 @@ class SigningEngine:
             raise invalid("Invalid parameter credentialID")
         return _SigningKey(credential_id, row[2], row[3], row[4], row[5], row[6], row[7])
 
-    def _owned(self, client: Client, credential_id: Any) -> tuple[Credential, Certificate]:
-        if not isinstance(credential_id, str) or not credential_id:
-            raise invalid("Missing (or invalid type) string parameter credentialID")
+    def _owned(self, client: Client, credential_id: str) -> tuple[Credential, Certificate]:
         with self.db.read() as session:
             row = session.get(Credential, credential_id)
             # Another client's credential is indistinguishable from an unknown one.
@@ -627,86 +537,3 @@ def _cert_status(cert: _CertState, now: datetime) -> str:
     if now >= cert.not_after:
         return "expired"
     return "valid" if cert.not_before <= now else "invalid"
-
-
-def _digests(hashes_b64: Any) -> list[bytes]:
-    if not isinstance(hashes_b64, list) or not hashes_b64:
-        raise invalid("Missing (or invalid type) array parameter hashes")
-    if len(hashes_b64) > MAX_HASHES:
-        raise invalid(f"Too many hashes: at most {MAX_HASHES} per call")
-    out = []
-    for item in hashes_b64:
-        if not isinstance(item, str):
-            raise invalid("Invalid Base64 hashes string parameter")
-        try:
-            out.append(base64.b64decode(item, validate=True))
-        except (binascii.Error, ValueError) as exc:
-            raise invalid("Invalid Base64 hashes string parameter") from exc
-    return out
-
-
-def _scheme(
-    key_algorithm: str, hash_oid: Any, sign_algo: Any, params_b64: Any = None
-) -> SignatureScheme:
-    if not isinstance(sign_algo, str):
-        raise invalid("Missing (or invalid type) string parameter signAlgo")
-    if hash_oid is not None and not isinstance(hash_oid, str):
-        raise invalid("Missing (or invalid type) string parameter hashAlgorithmOID")
-    if params_b64 is not None and not isinstance(params_b64, str):
-        raise invalid("Missing (or invalid type) string parameter signAlgoParams")
-    is_ec = KeyAlgorithm(key_algorithm).is_ec
-    pss_hash = _pss_hash(params_b64) if sign_algo == _RSASSA_PSS and params_b64 else None
-    if params_b64 and sign_algo != _RSASSA_PSS and params_b64 != _ASN1_NULL:
-        raise invalid("Invalid parameter signAlgoParams: this signAlgo takes none")
-    if sign_algo in _COMBINED:
-        hash_algorithm, padding = _COMBINED[sign_algo]
-        if hash_oid is not None and HASH_OIDS.get(hash_oid) is not hash_algorithm:
-            raise invalid("Invalid parameter hashAlgorithmOID: it contradicts signAlgo")
-    elif sign_algo in _KEY_OIDS:
-        padding = _KEY_OIDS[sign_algo]
-        if hash_oid is None and pss_hash is not None:
-            hash_algorithm = pss_hash
-        elif hash_oid is None:
-            raise invalid("Missing (or invalid type) string parameter hashAlgorithmOID")
-        elif hash_oid not in HASH_OIDS:
-            raise invalid("Invalid parameter hashAlgorithmOID: SHA-256, SHA-384 or SHA-512")
-        else:
-            hash_algorithm = HASH_OIDS[hash_oid]
-        if pss_hash is not None and pss_hash is not hash_algorithm:
-            raise invalid("Invalid parameter signAlgoParams: its hash contradicts the hash's")
-    else:
-        raise invalid("Invalid parameter signAlgo")
-    if (padding is Padding.ECDSA) != is_ec:
-        raise invalid("Invalid parameter signAlgo: the credential's key cannot do it")
-    return SignatureScheme(hash_algorithm, padding)
-
-
-def _pss_hash(params_b64: str) -> HashAlgorithm:
-    """RSASSA-PSS-params (RFC 8017 A.2.3) as signAlgoParams: we sign with MGF1 over the same
-    hash, salt = hash length, trailer 1 (what TS 119 312 and pyHanko use); others are
-    refused rather than silently signed differently."""
-    try:
-        params = algos.RSASSAPSSParams.load(base64.b64decode(params_b64, validate=True))
-        hash_name = params["hash_algorithm"]["algorithm"].native
-        mgf = params["mask_gen_algorithm"]
-        mgf_hash = mgf["parameters"]["algorithm"].native
-        salt = params["salt_length"].native
-        trailer = params["trailer_field"].native
-        mgf_name = mgf["algorithm"].native
-    except (ValueError, TypeError, KeyError, binascii.Error) as exc:
-        raise invalid("Invalid parameter signAlgoParams: not RSASSA-PSS-params") from exc
-    try:
-        hash_algorithm = HashAlgorithm(hash_name)
-    except ValueError as exc:
-        raise invalid("Invalid parameter signAlgoParams: SHA-256, SHA-384 or SHA-512") from exc
-    if (
-        mgf_name != "mgf1"
-        or mgf_hash != hash_name
-        or salt != hash_algorithm.digest_size
-        or trailer != "trailer_field_bc"
-    ):
-        raise invalid(
-            "Invalid parameter signAlgoParams: only MGF1 with the same hash, salt length = "
-            "hash length and trailer 1"
-        )
-    return hash_algorithm

@@ -1,18 +1,32 @@
-"""OpenAPI 3.1 description of the CSC API v2 subset Sceau serves (``/csc/v2/openapi.json``)."""
+"""OpenAPI 3.1 description of the CSC API v2 subset Sceau serves (``/csc/v2/openapi.json``).
+
+Request bodies are the JSON Schemas of the models the views parse them with
+(``signing.requests``), so the description cannot drift from what is accepted."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from core import __version__
-from signing.engine import MAX_HASHES
+from signing.requests import (
+    MAX_HASHES,
+    AuthorizeRequest,
+    CredentialInfoRequest,
+    CredentialListRequest,
+    CscRequest,
+    SendOtpRequest,
+    ServiceInfoRequest,
+    SignHashRequest,
+)
 
 _JSON = "application/json"
 
 
-def _body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    schema = {"type": "object", "required": required, "properties": properties}
-    return {"required": True, "content": {_JSON: {"schema": schema}}}
+def _body(model: type[CscRequest]) -> dict[str, Any]:
+    """The model's JSON Schema (no nested models, so no $defs to place). A body is needed
+    when the model requires a parameter; info and credentials/list may be sent without."""
+    schema = model.model_json_schema()
+    return {"required": bool(schema.get("required")), "content": {_JSON: {"schema": schema}}}
 
 
 def _answer(description: str, properties: dict[str, Any]) -> dict[str, Any]:
@@ -31,19 +45,17 @@ _STRING = {"type": "string"}
 _STRINGS = {"type": "array", "items": _STRING}
 
 
-def _post(summary: str, body: dict[str, Any] | None, answer: dict[str, Any]) -> dict[str, Any]:
+def _post(summary: str, model: type[CscRequest], answer: dict[str, Any]) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
         "security": [{"bearer": []}],
+        "requestBody": _body(model),
         "responses": {"200": answer, **_ERRORS},
     }
-    if body is not None:
-        operation["requestBody"] = body
     return {"post": operation}
 
 
 def openapi() -> dict[str, Any]:
-    credential = {"credentialID": _STRING}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -55,25 +67,18 @@ def openapi() -> dict[str, Any]:
             "/csc/v2/info": {
                 "post": {
                     "summary": "service description (no authentication)",
-                    "responses": {"200": _answer("service", {"specs": _STRING})},
+                    "requestBody": _body(ServiceInfoRequest),
+                    "responses": {"200": _answer("service", {"specs": _STRING}), "400": _ERROR},
                 }
             },
             "/csc/v2/credentials/list": _post(
                 "the caller's credential ids",
-                None,
+                CredentialListRequest,
                 _answer("credentials", {"credentialIDs": _STRINGS}),
             ),
             "/csc/v2/credentials/info": _post(
                 "key, certificates (leaf first, base64 DER), auth (mode, OTP), SCAL",
-                _body(
-                    {
-                        **credential,
-                        "certificates": {"enum": ["none", "single", "chain"]},
-                        "certInfo": {"type": "boolean"},
-                        "authInfo": {"type": "boolean"},
-                    },
-                    ["credentialID"],
-                ),
+                CredentialInfoRequest,
                 _answer(
                     "credential",
                     {
@@ -92,36 +97,17 @@ def openapi() -> dict[str, Any]:
             ),
             "/csc/v2/credentials/sendOTP": _post(
                 "send a one-time code to the owner of a SCAL2 credential",
-                _body(credential, ["credentialID"]),
+                SendOtpRequest,
                 _answer("sent", {}),
             ),
             "/csc/v2/credentials/authorize": _post(
                 "a SAD for exactly these hashes, after the owner's OTP (SCAL2)",
-                _body(
-                    {
-                        **credential,
-                        "numSignatures": {"type": "integer"},
-                        "hashes": {**_STRINGS, "maxItems": MAX_HASHES},
-                        "OTP": _STRING,
-                    },
-                    ["credentialID", "numSignatures", "hashes", "OTP"],
-                ),
+                AuthorizeRequest,
                 _answer("authorised", {"SAD": _STRING, "expiresIn": {"type": "integer"}}),
             ),
             "/csc/v2/signatures/signHash": _post(
                 f"sign 1 to {MAX_HASHES} hashes; ECDSA signatures are DER ECDSA-Sig-Value",
-                _body(
-                    {
-                        **credential,
-                        "SAD": _STRING,
-                        "hashes": {**_STRINGS, "maxItems": MAX_HASHES},
-                        "hashAlgorithmOID": _STRING,
-                        "signAlgo": _STRING,
-                        "signAlgoParams": _STRING,
-                        "operationMode": {"enum": ["S"]},
-                    },
-                    ["credentialID", "hashes", "signAlgo"],
-                ),
+                SignHashRequest,
                 _answer("signatures, base64, in the order of the hashes", {"signatures": _STRINGS}),
             ),
         },

@@ -1,32 +1,50 @@
 """CSC API v2 endpoints (``/csc/v2/...``): every call a POST with a JSON body (CSC 11),
-answered in JSON; errors as ``{"error", "error_description"}`` (CSC 10)."""
+answered in JSON; errors as ``{"error", "error_description"}`` (CSC 10).
+
+A view authenticates, reads the body as bounded JSON (``core.http.requests``), parses it into
+its call's model (``signing.requests``) and hands that to the engine: no raw JSON value goes
+further than this module. A body refused on the way is CSC's 400 ``invalid_request``.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 import logging
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Blueprint, Response, request
 
 from core.accounts.clients import Client, authenticate
 from core.errors import ErrorKind, SceauError
-from core.http.problems import json_body
+from core.http.requests import json_object
 from core.http.service import provided
-from signing.engine import SIGN_ALGORITHMS, CscError, SigningEngine
+from signing.engine import SigningEngine
+from signing.errors import CscError, invalid
 from signing.openapi import openapi
+from signing.requests import (
+    AuthorizeRequest,
+    CredentialInfoRequest,
+    CredentialListRequest,
+    CscRequest,
+    SendOtpRequest,
+    ServiceInfoRequest,
+    SignAlgorithm,
+    SignHashRequest,
+)
 
 log = logging.getLogger(__name__)
 
+R = TypeVar("R", bound=CscRequest)
+
 bp = Blueprint("csc", __name__, url_prefix="/csc/v2")
 
+# The platform's errors that reach a CSC view: the bearer token, and the key store refusing
+# a request (bodies that cannot be read are CscErrors already, see _body).
 _SCEAU_ERRORS = {
     ErrorKind.UNAUTHENTICATED: (401, "invalid_token"),
-    ErrorKind.MALFORMED: (400, "invalid_request"),
-    ErrorKind.UNSUPPORTED_MEDIA_TYPE: (400, "invalid_request"),
     ErrorKind.INVALID: (400, "invalid_request"),
 }
 
@@ -63,34 +81,59 @@ def _sceau_error(exc: SceauError) -> Response:
     return _error(status, error, exc.detail)
 
 
-def _call(
-    handler: Callable[[Client, dict[str, Any], datetime], dict[str, Any]],
-    audited: str | None = None,
-) -> Response:
-    """Authenticate, parse, run. For the ``audited`` calls (those that authorise or sign),
-    a body refused before the engine sees it (not JSON, not an object) is an audit event
-    too; the engine records its own refusals."""
-    engine = _engine()
-    client = authenticate(engine.db, request.headers.get("Authorization"))
-    now = datetime.now(UTC).replace(microsecond=0)
+@dataclass(frozen=True)
+class _Caller:
+    client: Client
+    now: datetime  # the call's instant, as the engine and the audit chain record it
+
+
+def _caller() -> _Caller:
+    """The authenticated client (401 before the body is looked at) and the call's instant."""
+    client = authenticate(_engine().db, request.headers.get("Authorization"))
+    return _Caller(client, datetime.now(UTC).replace(microsecond=0))
+
+
+def _body() -> dict[str, Any]:
+    """The request's JSON object. No body at all is an empty object: clients send none to
+    info and credentials/list."""
+    if not request.get_data(cache=True):
+        return {}
     try:
-        body = json_body() if request.get_data(cache=True) else {}
+        return json_object()
     except SceauError as exc:
-        if audited is not None:
-            engine.refused(client, audited, None, exc.detail, now=now)
+        # Not sent as JSON, not JSON, too deep, a lone surrogate, not an object: CSC has
+        # one answer for a body it cannot read (rendered here, not as a problem document).
+        raise invalid(exc.detail) from exc
+
+
+def _parse(model: type[R]) -> R:
+    return model.parse(_body())
+
+
+def _parse_audited(model: type[R], caller: _Caller, call: str) -> R:
+    """``_parse`` for the calls that authorise or sign: a body refused before the engine
+    sees it is a signing.refused event too (the engine records its own refusals), naming
+    the credential if the body named one."""
+    data: dict[str, Any] = {}
+    try:
+        data = _body()
+        return model.parse(data)
+    except CscError as exc:
+        claimed = data.get("credentialID")
+        _engine().refused(
+            caller.client,
+            call,
+            claimed if isinstance(claimed, str) else None,
+            exc.description,
+            now=caller.now,
+        )
         raise
-    return _json(handler(client, body, now))
-
-
-def _hashes(body: dict[str, Any]) -> Any:
-    """CSC v2 names the array "hashes"; v1 clients (pyHanko's CSCSigner among them) send
-    "hash", and "hashAlgo" for hashAlgorithmOID: both are accepted."""
-    return body["hashes"] if "hashes" in body else body.get("hash")
 
 
 @bp.route("/info", methods=["GET", "POST"])
 def info() -> Response:
-    # CSC 11.1: no authentication; describes the service.
+    # CSC 11.1: no authentication; describes the service. The body is checked all the same.
+    _parse(ServiceInfoRequest)
     return _json(
         {
             "specs": "2.0.0.2",
@@ -107,72 +150,47 @@ def info() -> Response:
                 "credentials/authorize",
                 "signatures/signHash",
             ],
-            "signAlgorithms": {"algos": SIGN_ALGORITHMS},
+            "signAlgorithms": {"algos": list(SignAlgorithm)},
         }
     )
 
 
 @bp.post("/credentials/list")
 def credentials_list() -> Response:
-    return _call(lambda client, _body, _now: {"credentialIDs": _engine().credential_ids(client)})
+    caller = _caller()
+    _parse(CredentialListRequest)  # no parameter is used; a bad body is still refused
+    return _json({"credentialIDs": _engine().credential_ids(caller.client)})
 
 
 @bp.post("/credentials/info")
 def credentials_info() -> Response:
-    return _call(
-        lambda client, body, now: _engine().info(
-            client,
-            body.get("credentialID"),
-            certificates=body.get("certificates"),
-            cert_info=body.get("certInfo"),
-            auth_info=body.get("authInfo"),
-            now=now,
-        )
-    )
+    caller = _caller()
+    parsed = _parse(CredentialInfoRequest)
+    return _json(_engine().info(caller.client, parsed, now=caller.now))
 
 
 @bp.post("/credentials/sendOTP")
 def send_otp() -> Response:
-    def handler(client: Client, body: dict[str, Any], now: datetime) -> dict[str, Any]:
-        _engine().send_otp(client, body.get("credentialID"), now=now)
-        return {}
-
-    return _call(handler, "credentials/sendOTP")
+    caller = _caller()
+    parsed = _parse_audited(SendOtpRequest, caller, "credentials/sendOTP")
+    _engine().send_otp(caller.client, parsed, now=caller.now)
+    return _json({})
 
 
 @bp.post("/credentials/authorize")
 def authorize() -> Response:
-    def handler(client: Client, body: dict[str, Any], now: datetime) -> dict[str, Any]:
-        sad, expires_in = _engine().authorize(
-            client,
-            body.get("credentialID"),
-            body.get("numSignatures"),
-            _hashes(body),
-            body.get("OTP"),
-            now=now,
-        )
-        return {"SAD": sad, "expiresIn": expires_in}
-
-    return _call(handler, "credentials/authorize")
+    caller = _caller()
+    parsed = _parse_audited(AuthorizeRequest, caller, "credentials/authorize")
+    sad, expires_in = _engine().authorize(caller.client, parsed, now=caller.now)
+    return _json({"SAD": sad, "expiresIn": expires_in})
 
 
 @bp.post("/signatures/signHash")
 def sign_hash() -> Response:
-    def handler(client: Client, body: dict[str, Any], now: datetime) -> dict[str, Any]:
-        signatures = _engine().sign_hash(
-            client,
-            body.get("credentialID"),
-            body.get("SAD"),
-            _hashes(body),
-            body["hashAlgorithmOID"] if "hashAlgorithmOID" in body else body.get("hashAlgo"),
-            body.get("signAlgo"),
-            sign_algo_params=body.get("signAlgoParams"),
-            operation_mode=body.get("operationMode"),
-            now=now,
-        )
-        return {"signatures": [base64.b64encode(s).decode() for s in signatures]}
-
-    return _call(handler, "signatures/signHash")
+    caller = _caller()
+    parsed = _parse_audited(SignHashRequest, caller, "signatures/signHash")
+    signatures = _engine().sign_hash(caller.client, parsed, now=caller.now)
+    return _json({"signatures": [base64.b64encode(s).decode() for s in signatures]})
 
 
 @bp.get("/openapi.json")
