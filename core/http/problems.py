@@ -1,7 +1,9 @@
 """What every Sceau service shares over HTTP: RFC 9457 problem documents, body limits,
-request ids, Prometheus metrics, /healthz and /metrics.
+request ids, Prometheus metrics, /healthz and /metrics, and the answers to a database that
+does not answer (503 with Retry-After) and to a body gunicorn cannot read (400).
 
-Services call :func:`install_common` from their ``create_app``.
+``core.http.service.make_service`` calls :func:`install_common` for every service; JSON
+bodies are read by ``core.http.requests``.
 """
 
 from __future__ import annotations
@@ -117,20 +119,6 @@ def problem(
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
     return response
-
-
-def json_body() -> dict[str, Any]:
-    """The request's JSON object, or a problem: wrong type (415), not JSON (400)."""
-    if request.mimetype != "application/json":
-        raise SceauError(ErrorKind.UNSUPPORTED_MEDIA_TYPE, "send Content-Type: application/json")
-    raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SceauError(ErrorKind.MALFORMED, f"body is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise SceauError(ErrorKind.MALFORMED, "body must be a JSON object")
-    return data
 
 
 def install_common(app: Flask, service: str, *, max_body_bytes: int, schema: str | None) -> None:
