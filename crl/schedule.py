@@ -11,7 +11,6 @@ instance of the cluster runs each tick:
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from core.config import CrlConfig
@@ -24,12 +23,6 @@ REVOCATIONS_JOB = "crl.revocations"
 # job while it lives; another takes over this long after it stops. Longer than a tick, so
 # that instances do not take turns (each would first re-read what the last one settled).
 REVOCATIONS_LEASE = timedelta(seconds=10)
-
-
-def check_config(crl: CrlConfig) -> None:
-    """Only for tests/test_crl.py, which still imports it: the checks are CrlConfig's own
-    (core.config), run whenever one is built; this builds a copy. Remove with that import."""
-    replace(crl)
 
 
 def register_jobs(runner: JobRunner, publisher: CrlPublisher, crl: CrlConfig) -> None:

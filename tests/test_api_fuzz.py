@@ -11,8 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.store.models import Certificate, IdentityProof
-from tests.conftest import Pki
-from tests.helpers import NATURAL
+from tests.support.builders import NATURAL
+from tests.support.pki import Pki
+
+# Hypothesis runs many examples per backend: slow.
+pytestmark = pytest.mark.slow
 
 SCALARS = (
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40)

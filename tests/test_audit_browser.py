@@ -10,45 +10,32 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
-from audit.checkpoints import CheckpointMaker
 from audit.export import verify_export
-from core import audit
 from core.accounts.officers import Role
-from sceau.services import LocalTimestamper
-from tests.browser_fixtures import shot
-from tests.conftest import Pki
-from tests.ra_admin_fixtures import ADMIN, Person, new_person
-from tsa.authority import TimestampAuthority
+from tests.support.audit import append_events, checkpoint_maker
+from tests.support.browser import fill_login, shot
+from tests.support.officers import ADMIN, new_person
+from tests.support.pki import Pki
 
-
-def fill_login(page: Page, person: Person) -> None:
-    page.get_by_label("Name").fill(person.name)
-    page.get_by_label("Password").fill(person.password)
-    page.get_by_label("Authenticator code").fill(person.code())
-    page.get_by_role("button", name="Log in").click()
+# Chromium against a live server: slow.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def issued(pki: Pki) -> str:
     tag = f"client:browser-{datetime.now(UTC).strftime('%H%M%S%f')}"
-    for i in range(12):
-        with pki.ctx.db.write() as session:
-            audit.append(
-                session,
-                actor=tag,
-                action="certificate.issued",
-                details={"profile": "person-lcp", "serial": format(0xBEE00 + i, "x")},
-                at=datetime.now(UTC),
-            )
-    authority = TimestampAuthority.from_config(
-        pki.config, pki.ctx.db, pki.ctx.keys, pki.ctx.profiles
+    serials = [format(0xBEE00 + i, "x") for i in range(12)]
+    append_events(
+        pki.ctx.db,
+        (
+            (tag, "certificate.issued", {"profile": "person-lcp", "serial": s}, datetime.now(UTC))
+            for s in serials
+        ),
     )
-    CheckpointMaker(
-        pki.ctx.db, pki.ctx.keys, LocalTimestamper(authority), key_label="sceau-audit"
-    ).make(datetime.now(UTC))
-    authority.records.close()
+    with checkpoint_maker(pki) as maker:
+        maker.make(datetime.now(UTC))
     return tag
 
 

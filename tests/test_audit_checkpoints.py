@@ -21,26 +21,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from psycopg import sql
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 from werkzeug.test import Client as WsgiClient
 
-from audit.checkpoints import CheckpointMaker, Statement, verify_database
+from audit.checkpoints import Statement, verify_database
 from audit.export import build_export, to_csv, to_jsonl, verify_export
 from audit.queries import EventFilter
 from core import audit
 from core.store.db import Database
 from core.store.models import AuditCheckpoint, AuditEvent, AuditHead
 from sceau.cli import main
-from sceau.services import LocalTimestamper
-from tests.conftest import Pki
-from tests.pgcluster import SUPERUSER, PgCluster
-from tsa.authority import TimestampAuthority
+from tests.support.audit import append_events, checkpoint_maker
+from tests.support.pki import Pki
+from tests.support.postgres import PgCluster
 
 
 @dataclass
@@ -52,41 +49,37 @@ class Logged:
 
 
 def _append(db: Database, n: int, at: datetime) -> int:
-    seq = 0
-    for i in range(n):
-        with db.write() as session:
-            ev = audit.append(
-                session,
-                actor=f"client:acme-{i % 3}",
-                action="certificate.issued" if i % 2 else "identity_proof.created",
-                details={
+    return append_events(
+        db,
+        (
+            (
+                f"client:acme-{i % 3}",
+                "certificate.issued" if i % 2 else "identity_proof.created",
+                {
                     "profile": "person-lcp" if i % 3 else "seal-lcp",
                     "serial": format(0x7A000 + i, "x"),
                     "proof": f"prf{i:04d}",
                     "n": i,
                 },
-                at=at + timedelta(seconds=i),
+                at + timedelta(seconds=i),
             )
-            seq = ev.seq
-    return seq
+            for i in range(n)
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
 def logged(pki: Pki) -> Iterator[Logged]:
     db = pki.ctx.db
-    authority = TimestampAuthority.from_config(pki.config, db, pki.ctx.keys, pki.ctx.profiles)
-    maker = CheckpointMaker(
-        db, pki.ctx.keys, LocalTimestamper(authority), key_label=pki.config.audit.key_label
-    )
     now = datetime.now(UTC)
-    first = _append(db, 1, now)
-    _append(db, 9, now)
-    one = maker.make(now)
-    _append(db, 6, now)
-    two = maker.make(now)
-    last = _append(db, 3, now)
+    with checkpoint_maker(pki) as maker:
+        first = _append(db, 1, now)
+        _append(db, 9, now)
+        one = maker.make(now)
+        _append(db, 6, now)
+        two = maker.make(now)
+        last = _append(db, 3, now)
     assert one and two
-    authority.records.close()
     yield Logged(pki, first, [one.tree_size, two.tree_size], last)
 
 
@@ -105,20 +98,9 @@ def copy(logged: Logged, tmp_path: Path, request: pytest.FixtureRequest) -> Iter
     else:
         cluster: PgCluster = request.getfixturevalue("pg_cluster")
         pki.ctx.db.engine.dispose()  # a template database must have no other connection
-        name = f"tamper_{secrets.token_hex(4)}"
-        with psycopg.connect(
-            host=str(cluster.socket_dir),
-            port=cluster.port,
-            user=SUPERUSER,
-            dbname="postgres",
-            autocommit=True,
-        ) as conn:
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(name), sql.Identifier(str(pki.ctx.db.engine.url.database))
-                )
-            )
-        url = cluster.url(name)
+        url = cluster.create_database(
+            f"tamper_{secrets.token_hex(4)}", template=str(pki.ctx.db.engine.url.database)
+        )
     db = Database(url)
     yield db
     db.dispose()

@@ -11,14 +11,11 @@ from datetime import UTC, datetime
 import pytest
 from werkzeug.test import Client as WsgiClient
 
-from audit.checkpoints import CheckpointMaker
 from audit.export import verify_export
-from core import audit
 from core.accounts.officers import Role
-from sceau.services import LocalTimestamper
-from tests.conftest import Pki
-from tests.ra_admin_fixtures import Person, form_token, login, new_person
-from tsa.authority import TimestampAuthority
+from tests.support.audit import append_events, checkpoint_maker
+from tests.support.officers import Person, form_token, login, new_person, post_login
+from tests.support.pki import Pki
 
 AUDIT = "/audit"
 
@@ -31,33 +28,31 @@ def audit_login(pki: Pki, person: Person) -> WsgiClient:
 def tagged(pki: Pki) -> Iterator[str]:
     """25 issuance events of one made-up client, then a checkpoint covering them."""
     tag = f"client:ui-{datetime.now(UTC).strftime('%H%M%S%f')}"
-    for i in range(25):
-        with pki.ctx.db.write() as session:
-            audit.append(
-                session,
-                actor=tag,
-                action="certificate.issued",
-                details={
-                    "profile": "seal-lcp" if i % 5 == 0 else "person-lcp",
-                    "serial": format(0xABC000 + i, "x"),
-                    "proof": f"uiproof{i}",
-                    "subject": "<script>alert(1)</script>",
-                },
-                at=datetime(2026, 1 + i % 3, 10, tzinfo=UTC),
-            )
-    authority = TimestampAuthority.from_config(
-        pki.config, pki.ctx.db, pki.ctx.keys, pki.ctx.profiles
+    details = [
+        {
+            "profile": "seal-lcp" if i % 5 == 0 else "person-lcp",
+            "serial": format(0xABC000 + i, "x"),
+            "proof": f"uiproof{i}",
+            "subject": "<script>alert(1)</script>",
+        }
+        for i in range(25)
+    ]
+    append_events(
+        pki.ctx.db,
+        (
+            (tag, "certificate.issued", d, datetime(2026, 1 + i % 3, 10, tzinfo=UTC))
+            for i, d in enumerate(details)
+        ),
     )
-    maker = CheckpointMaker(
-        pki.ctx.db, pki.ctx.keys, LocalTimestamper(authority), key_label="sceau-audit"
-    )
-    assert maker.make(datetime.now(UTC)) is not None
-    authority.records.close()
+    with checkpoint_maker(pki) as maker:
+        assert maker.make(datetime.now(UTC)) is not None
     yield tag
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def auditor(pki: Pki) -> WsgiClient:
+    """One auditor session for the module's read-only tests: a login costs an argon2id
+    verification (64 MiB), and creating the account a hash."""
     return audit_login(pki, new_person(pki, Role.AUDITOR))
 
 
@@ -65,17 +60,7 @@ def test_roles(pki: Pki) -> None:
     anonymous = WsgiClient(pki.app)
     resp = anonymous.get(f"{AUDIT}/")
     assert resp.status_code in (302, 303) and "/audit/login" in resp.headers["Location"]
-    officer = new_person(pki, Role.RA_OFFICER)
-    page = anonymous.get(f"{AUDIT}/login")
-    resp = anonymous.post(
-        f"{AUDIT}/login",
-        data={
-            "csrf_token": form_token(page.text),
-            "name": officer.name,
-            "password": officer.password,
-            "code": officer.code(),
-        },
-    )
+    resp = post_login(anonymous, new_person(pki, Role.RA_OFFICER), ui=AUDIT)
     assert resp.status_code == 403 and "no access" in resp.text
     admin = audit_login(pki, new_person(pki, Role.ADMIN))
     assert admin.get(f"{AUDIT}/").status_code == 200
@@ -83,8 +68,6 @@ def test_roles(pki: Pki) -> None:
 
 def test_ra_officer_session_cannot_read_audit(pki: Pki) -> None:
     """Logged in at /ra/admin (the cookie is shared), an RA officer still gets 403 here."""
-    from tests.ra_admin_fixtures import login
-
     http = login(pki, new_person(pki, Role.RA_OFFICER))
     for path in ("/", "/stats", "/events/1"):
         resp = http.get(AUDIT + path)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from core.store.models import Issuer
 from sceau.ceremony import ca_key_label
-from tests.conftest import Pki, make_home
-from tests.helpers import private_key_blocks, run
+from tests.support.judges import private_key_blocks, run
+from tests.support.pki import Pki, make_home
 
 
 def test_ca_keys_are_sensitive_and_never_extractable(pki: Pki) -> None:
@@ -48,7 +48,7 @@ def test_signer_certificates(pki: Pki, tmp_path: Path) -> None:
 
     from pki.profiles import ProfileKind
     from pki.signers import current_signer
-    from tests.helpers import pkix_lint
+    from tests.support.judges import pkix_lint
 
     now = datetime.now(UTC)
     root = pki.ctx.issuers.get("root").certificate

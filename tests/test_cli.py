@@ -5,7 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from tests.helpers import BIN, run
+import pytest
+
+from tests.support.judges import BIN, run
 
 
 def sceau(home: Path, *args: str) -> tuple[int, str, str]:
@@ -13,6 +15,7 @@ def sceau(home: Path, *args: str) -> tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
 
 
+@pytest.mark.slow  # `sceau` processes, a key ceremony among them
 def test_init_client_and_audit_verify(tmp_path: Path, softhsm_conf: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()

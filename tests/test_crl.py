@@ -23,114 +23,29 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import delete, select
 from werkzeug.test import Client as WsgiClient
 
 from core import audit
-from core.config import CrlConfig
-from core.errors import ConfigError
 from core.hsm.algorithms import HashAlgorithm, Padding, SignatureScheme
 from core.jobs import JobRunner
-from core.store.models import AuditEvent, Certificate, Crl, JobLock
+from core.store.models import AuditEvent, Crl, JobLock
 from crl.app import create_app as create_crl_app
 from crl.app import register_app_jobs
 from crl.builder import OID_EXPIRED_CERTS_ON_CRL, CrlFields, RevokedEntries, sign_crl
 from crl.publisher import FULL, CrlPublisher
-from crl.schedule import PUBLISH_JOB, REVOCATIONS_JOB, check_config, register_jobs
+from crl.schedule import PUBLISH_JOB, REVOCATIONS_JOB, register_jobs
 from pki.revocation import REVOCATION_REASONS
-from tests.conftest import ApiClient, Pki
-from tests.helpers import BIN, NATURAL, csr_pem, run
+from tests.support.crl import ca_der, fetch_crl
+from tests.support.issuance import issue, revoke
+from tests.support.judges import lint_crl, openssl_crl_verify, openssl_verify_with_crl
+from tests.support.pki import Pki
+from tests.support.rows import insert_certificate
 
 CA_IDS = ("root", "persons", "seals")
 
 
-# -- helpers (tests/test_crl_shards.py uses them too) -------------------------------------
-
-
-def issue(api: ApiClient, profile: str = "person-lcp") -> dict[str, Any]:
-    proof = api.post("/ra/api/v1/identity-proofs", NATURAL)
-    assert proof.status_code == 201, proof.json
-    resp = api.post(
-        "/ca/api/v1/certificates",
-        {"profile": profile, "identity_proof": proof.json["id"], "csr": csr_pem()},
-    )
-    assert resp.status_code == 201, resp.json
-    body: dict[str, Any] = resp.json
-    return body
-
-
-def revoke(api: ApiClient, serial: str, reason: str, invalidity: str | None = None) -> None:
-    body = {"reason": reason} | ({"invalidity_date": invalidity} if invalidity else {})
-    resp = api.post(f"/ca/api/v1/certificates/{serial}/revoke", body)
-    assert resp.status_code == 200, resp.json
-
-
-def fetch_crl(http: WsgiClient, name: str) -> bytes:
-    resp = http.get(f"/crl/{name}.crl")
-    assert resp.status_code == 200, resp.data
-    assert resp.mimetype == "application/pkix-crl"
-    return bytes(resp.data)
-
-
-def pem_file(path: Path, *ders: bytes, kind: str = "CERTIFICATE") -> Path:
-    if kind == "CERTIFICATE":
-        text = "".join(
-            x509.load_der_x509_certificate(d).public_bytes(Encoding.PEM).decode() for d in ders
-        )
-    else:
-        text = "".join(x509.load_der_x509_crl(d).public_bytes(Encoding.PEM).decode() for d in ders)
-    path.write_text(text)
-    return path
-
-
-def ca_der(http: WsgiClient, issuer: str) -> bytes:
-    resp = http.get(f"/certs/{issuer}.crt")
-    assert resp.status_code == 200
-    return bytes(resp.data)
-
-
-def openssl_crl_verify(tmp: Path, crl_der: bytes, issuer_der: bytes) -> str:
-    """`openssl crl -verify`: what it says ("verify OK" or the failure)."""
-    crl_path = tmp / f"crl-{secrets.token_hex(4)}.der"
-    crl_path.write_bytes(crl_der)
-    cafile = pem_file(tmp / "ca-for-crl.pem", issuer_der)
-    done = run(
-        "openssl", "crl", "-inform", "DER", "-in", crl_path, "-CAfile", cafile, "-verify", "-noout"
-    )
-    return done.stdout + done.stderr
-
-
-def openssl_verify_with_crl(
-    tmp: Path, leaf_pem: str, chain: list[str], crl_der: bytes
-) -> tuple[int, str]:
-    """`openssl verify -crl_check` of a leaf against the CRL of its issuer."""
-    leaf, untrusted, root = tmp / "leaf.pem", tmp / "untrusted.pem", tmp / "root.pem"
-    leaf.write_text(leaf_pem)
-    untrusted.write_text("".join(chain[:-1]))
-    root.write_text(chain[-1])
-    crl_pem = pem_file(tmp / "crl.pem", crl_der, kind="CRL")
-    done = run(
-        "openssl",
-        "verify",
-        "-crl_check",
-        "-CAfile",
-        root,
-        "-untrusted",
-        untrusted,
-        "-CRLfile",
-        crl_pem,
-        leaf,
-    )
-    return done.returncode, done.stdout + done.stderr
-
-
-def lint_crl(tmp: Path, crl_der: bytes, kind: str) -> tuple[int, str]:
-    """pkilint at WARNING under the PKIX profile: exit status = number of findings."""
-    path = tmp / f"lint-{secrets.token_hex(4)}.crl"
-    path.write_bytes(crl_der)
-    done = run(BIN / "lint_crl", "lint", "-t", kind, "-p", "PKIX", "-s", "WARNING", path)
-    return done.returncode, done.stdout
+# -- helpers ---------------------------------------------------------------------------------
 
 
 def entry(crl: x509.CertificateRevocationList, serial: str) -> x509.RevokedCertificate | None:
@@ -313,22 +228,18 @@ def test_expired_revoked_certificates_stay_listed(pki: Pki) -> None:
     """EN 319 411-2 CSS-6.3.10-03: kept after expiry, as expiredCertsOnCRL announces."""
     serial = format(secrets.randbits(150) | 1 << 149, "x")
     long_ago = datetime(2025, 1, 1, tzinfo=UTC)
-    with pki.ctx.db.write() as session:
-        session.add(
-            Certificate(
-                issuer_id="seals",
-                serial=serial,
-                profile="seal-lcp",
-                status="revoked",
-                subject="CN=expired",
-                tbs=b"",
-                not_before=long_ago,
-                not_after=long_ago + timedelta(days=30),
-                created_at=long_ago,
-                revoked_at=long_ago + timedelta(days=1),
-                revocation_reason="cessationOfOperation",
-            )
-        )
+    insert_certificate(
+        pki,
+        since=long_ago,
+        days=30,
+        issuer_id="seals",
+        serial=serial,
+        profile="seal-lcp",
+        status="revoked",
+        subject="CN=expired",
+        revoked_at=long_ago + timedelta(days=1),
+        revocation_reason="cessationOfOperation",
+    )
     publisher = CrlPublisher(pki.ctx)
     publisher.publish(pki.ctx.issuers.get("seals"), FULL, now=datetime.now(UTC))
     crl = x509.load_der_x509_crl(fetch_crl(WsgiClient(pki.app), "seals"))
@@ -456,28 +367,6 @@ def test_unknown_crls_are_404_problems(pki: Pki, path: str) -> None:
     assert resp.mimetype == "application/problem+json"
 
 
-# -- configuration --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"shards": 0}, "shards"),
-        ({"publish_interval_seconds": 0}, "publish_interval_seconds"),
-        ({"publish_interval_seconds": 2 * 86400}, "publish_interval_seconds"),
-        ({"next_update_hours": 1}, "lapse"),
-        ({"arl_next_update_hours": 1}, "lapse"),
-        ({"arl_next_update_hours": 24 * 400}, "arl_next_update_hours"),
-        ({"revocation_check_seconds": 0}, "revocation_check_seconds"),
-    ],
-)
-def test_schedules_that_would_let_a_crl_lapse_are_refused(
-    changes: dict[str, int], message: str
-) -> None:
-    with pytest.raises(ConfigError, match=message):
-        check_config(replace(CrlConfig(), **changes))
-
-
 # -- the jobs -------------------------------------------------------------------------------
 
 
@@ -494,6 +383,7 @@ def free_crl_leases(pki: Pki) -> Iterator[None]:
     clear()
 
 
+@pytest.mark.slow  # a running scheduler, waited on
 @pytest.mark.usefixtures("free_crl_leases")
 def test_the_running_service_publishes_a_revocation_at_once(pki: Pki) -> None:
     app = create_crl_app(pki.ctx)
@@ -518,6 +408,7 @@ def test_the_running_service_publishes_a_revocation_at_once(pki: Pki) -> None:
         runner.scheduler.shutdown(wait=True)
 
 
+@pytest.mark.slow  # waits for several scheduler ticks
 @pytest.mark.usefixtures("free_crl_leases")
 def test_two_schedulers_publish_one_crl_per_tick(pki: Pki) -> None:
     """Two instances, one database: at each tick of the publication job exactly one of

@@ -20,17 +20,14 @@ from core.config import load_config
 from crl.publisher import FULL, CrlPublisher
 from pki.context import PkiContext
 from sceau.devserver import create_app
-from tests.conftest import PUBLIC_URL, ApiClient, Pki, make_home
-from tests.helpers import BIN, run
-from tests.test_crl import (
-    ca_der,
-    fetch_crl,
-    issue,
-    lint_crl,
-    openssl_crl_verify,
-    openssl_verify_with_crl,
-    revoke,
-)
+from tests.support.clients import ApiClient
+from tests.support.crl import ca_der, fetch_crl
+from tests.support.issuance import issue, revoke
+from tests.support.judges import BIN, lint_crl, openssl_crl_verify, openssl_verify_with_crl, run
+from tests.support.pki import PUBLIC_URL, Pki, make_home
+
+# A home of its own (a second key ceremony), four shards, OpenSSL and pkilint on each: slow.
+pytestmark = pytest.mark.slow
 
 SHARDS = 4
 CERTIFICATES = 10

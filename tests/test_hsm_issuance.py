@@ -4,8 +4,6 @@ Judged by OpenSSL, pkilint and pkcs11-tool."""
 
 from __future__ import annotations
 
-import copy
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,66 +14,42 @@ from sqlalchemy import select
 
 from core.errors import HsmError
 from core.store.models import ApiClient, Certificate, Credential
-from registration.decisions import approve_proof
 from signing.custodian import credential_key_label
-from tests.conftest import Pki
-from tests.helpers import (
-    LEGAL,
-    NATURAL,
-    etsi_lint,
-    openssl_verify,
-    private_key_blocks,
-    write_pems,
-)
+from tests.support.builders import LEGAL, NATURAL
+from tests.support.issuance import approved_proof
+from tests.support.judges import etsi_lint, openssl_verify, private_key_blocks, write_pems
+from tests.support.pki import Pki
 
 
-def approved_proof(pki: Pki, api: Any, body: dict[str, Any], method: str, approvals: int) -> str:
-    body = copy.deepcopy(body)
-    body["method"] = method
-    resp = api.post("/ra/api/v1/identity-proofs", body)
-    assert resp.status_code == 201, resp.json
-    now = datetime.now(UTC)
-    for officer in ("alice", "bob")[:approvals]:
-        approve_proof(pki.ctx.db, resp.json["id"], officer, now=now, max_age=timedelta(days=30))
-    return str(resp.json["id"])
-
-
+# (profile, proof body, proofing method, officer approvals, pkilint ETSI type, SCAL)
 @pytest.mark.parametrize(
-    ("profile", "body", "method", "approvals", "etsi_type", "scal"),
+    "case",
     [
         pytest.param(
-            "person-qcp-n-qscd",
-            NATURAL,
-            "face-to-face",
-            1,
-            "QCP-N-QSCD-EIDAS-FINAL-CERTIFICATE",
-            2,
+            (
+                "person-qcp-n-qscd",
+                NATURAL,
+                "face-to-face",
+                1,
+                "QCP-N-QSCD-EIDAS-FINAL-CERTIFICATE",
+                2,
+            ),
             id="person-qcp-n-qscd",
         ),
         pytest.param(
-            "seal-qcp-l-qscd",
-            LEGAL,
-            "registry",
-            2,
-            "NCP-LEGAL-PERSON-CERTIFICATE",  # pkilint's type for this profile (its toml)
-            2,
+            # NCP: pkilint's type for this profile (its toml)
+            ("seal-qcp-l-qscd", LEGAL, "registry", 2, "NCP-LEGAL-PERSON-CERTIFICATE", 2),
             id="seal-qcp-l-qscd",
         ),
         pytest.param(
-            "seal-lcp", LEGAL, "registry", 1, "NCP-LEGAL-PERSON-CERTIFICATE", 1, id="seal-lcp"
+            ("seal-lcp", LEGAL, "registry", 1, "NCP-LEGAL-PERSON-CERTIFICATE", 1), id="seal-lcp"
         ),
     ],
 )
 def test_issuance_on_hsm_key(
-    pki: Pki,
-    tmp_path: Path,
-    profile: str,
-    body: dict[str, Any],
-    method: str,
-    approvals: int,
-    etsi_type: str,
-    scal: int,
+    pki: Pki, tmp_path: Path, case: tuple[str, dict[str, Any], str, int, str, int]
 ) -> None:
+    profile, body, method, approvals, etsi_type, scal = case
     api = pki.client(profile)
     pid = approved_proof(pki, api, body, method, approvals)
     resp = api.post("/ca/api/v1/certificates", {"profile": profile, "identity_proof": pid})

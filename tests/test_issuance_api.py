@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from core import audit
 from core.store.models import Certificate
 from registration.decisions import approve_proof
-from tests.conftest import Pki
-from tests.helpers import LEGAL, NATURAL, csr_pem, etsi_lint, openssl_verify, rsa_key, write_pems
+from tests.support.builders import LEGAL, NATURAL, csr_pem, rsa_key
+from tests.support.judges import etsi_lint, openssl_verify, write_pems
+from tests.support.pki import Pki
 
 
 def proof_id(api: Any, body: dict[str, Any] = NATURAL) -> str:
@@ -128,7 +129,7 @@ def test_seal_lcp_after_officer_approval(pki: Pki, tmp_path: Path) -> None:
 
 
 def test_ca_certificates_and_chain(pki: Pki, tmp_path: Path) -> None:
-    from tests.helpers import BIN, pkix_lint, run
+    from tests.support.judges import BIN, pkix_lint, run
 
     http = pki.client("person-lcp").http
     root = http.get("/certs/root.crt")
@@ -196,6 +197,8 @@ BAD_REQUESTS = [
         {"profile": "person-lcp", "csr": "badsig"}, 422, "bad-csr", id="csr-bad-signature"
     ),
     pytest.param({"profile": "person-lcp", "csr": "truncated"}, 422, "bad-csr", id="csr-truncated"),
+    pytest.param({"profile": "person-lcp", "csr": ""}, 422, "invalid", id="csr-empty"),
+    pytest.param({"identity_proof": ["P1"]}, 422, "invalid", id="proof-not-string"),
 ]
 
 
@@ -233,6 +236,32 @@ def test_bad_issuance_requests(pki: Pki, override: dict[str, Any], status: int, 
     assert resp.json["type"] == f"urn:sceau:problem:{kind}"
     assert resp.json["detail"]
     assert _count(pki) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        pytest.param({"reason": "bored"}, "reason: must be one of unspecified", id="reason"),
+        pytest.param({"reason": None}, "reason", id="reason-null"),
+        pytest.param({"because": "x"}, "unknown field because", id="unknown-field"),
+        pytest.param({"invalidity_date": 1767323045}, "invalidity_date", id="date-number"),
+        pytest.param({"invalidity_date": "2026-01-02T03:04:05"}, "time zone", id="date-no-zone"),
+        pytest.param({"invalidity_date": "2999-01-01T00:00:00Z"}, "future", id="date-future"),
+    ],
+)
+def test_bad_revocation_requests(pki: Pki, body: dict[str, Any], detail: str) -> None:
+    api = pki.client("person-lcp")
+    issued = api.post(
+        "/ca/api/v1/certificates",
+        {"profile": "person-lcp", "identity_proof": proof_id(api), "csr": csr_pem()},
+    )
+    assert issued.status_code == 201, issued.json
+    path = f"/ca/api/v1/certificates/{issued.json['serial']}"
+    resp = api.post(f"{path}/revoke", body)
+    assert resp.status_code == 422, resp.json
+    assert resp.json["type"] == "urn:sceau:problem:invalid"
+    assert detail in resp.json["detail"]
+    assert api.get(path).json["status"] == "issued"
 
 
 def test_http_level_bad_input(pki: Pki) -> None:

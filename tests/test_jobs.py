@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from core.jobs import JobRunner, take_lease
-from tests.conftest import Pki
+from tests.support.pki import Pki
 
 
 def test_one_holder_until_the_lease_lapses(pki: Pki) -> None:

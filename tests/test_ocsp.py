@@ -5,14 +5,12 @@ tests/test_ocsp_live.py puts OpenSSL against a running server."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from asn1crypto import core
@@ -20,53 +18,29 @@ from asn1crypto import ocsp as aocsp
 from asn1crypto import x509 as ax509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import ExtendedKeyUsageOID
 from werkzeug.test import Client as WsgiClient
 from werkzeug.test import TestResponse
 
 from core.http.service import provided
-from core.store.models import Certificate, OcspResponse
+from core.store.models import OcspResponse
 from ocsp.jobs import presign_due, renew_responders, resign_revoked
 from ocsp.views import OcspService
 from pki.profiles import ProfileKind
 from pki.revocation import serial_hex
 from pki.signers import current_signer
-from tests.conftest import ApiClient, Pki
-from tests.helpers import BIN, NATURAL, csr_pem, run
+from tests.support.builders import foreign_ca
+from tests.support.clients import ApiClient
+from tests.support.judges import lint_ocsp
+from tests.support.ocsp import OCSP_REQUEST, get_path, issue_leaf, request_der, verified
+from tests.support.pki import Pki
+from tests.support.rows import insert_certificate
 
-OCSP_REQUEST = "application/ocsp-request"
 EXTENDED_REVOKE = x509.ObjectIdentifier("1.3.6.1.5.5.7.48.1.9")
 ARCHIVE_CUTOFF = x509.ObjectIdentifier("1.3.6.1.5.5.7.48.1.6")
 
 
-# -- helpers (tests/test_ocsp_live.py and tests/test_ocsp_fuzz.py use them too) -----------
-
-
-def issue(api: ApiClient, profile: str = "person-lcp") -> tuple[x509.Certificate, list[bytes]]:
-    """A fresh certificate and its chain (DER, issuing CA first, root last)."""
-    proof = api.post("/ra/api/v1/identity-proofs", NATURAL)
-    assert proof.status_code == 201, proof.json
-    body = {"profile": profile, "identity_proof": proof.json["id"], "csr": csr_pem()}
-    issued = api.post("/ca/api/v1/certificates", body)
-    assert issued.status_code == 201, issued.json
-    chain = [x509.load_pem_x509_certificate(p.encode()) for p in issued.json["chain"]]
-    leaf = x509.load_pem_x509_certificate(issued.json["certificate"].encode())
-    return leaf, [c.public_bytes(serialization.Encoding.DER) for c in chain]
-
-
-def request_der(
-    cert: x509.Certificate,
-    issuer: x509.Certificate,
-    algorithm: hashes.HashAlgorithm | None = None,
-    nonce: bytes | None = None,
-) -> bytes:
-    algorithm = algorithm or hashes.SHA1()  # noqa: S303 - CertID hash, OpenSSL's default
-    builder = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, algorithm)
-    if nonce is not None:
-        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-    return builder.build().public_bytes(serialization.Encoding.DER)
+# -- helpers ---------------------------------------------------------------------------------
 
 
 def raw_request(cert_ids: list[dict[str, Any]], **tbs: Any) -> bytes:
@@ -96,49 +70,11 @@ def post(pki: Pki, der: bytes, content_type: str = OCSP_REQUEST) -> TestResponse
 
 
 def get(pki: Pki, der: bytes, encode: str = "standard") -> TestResponse:
-    text = base64.b64encode(der).decode()
-    if encode == "urlsafe":
-        text = base64.urlsafe_b64encode(der).decode().rstrip("=")
-    elif encode == "percent":
-        text = quote(text, safe="")
-    return http(pki).get(f"/ocsp/{text}")
+    return http(pki).get(get_path(der, encode))
 
 
 def status_of(body: bytes) -> str:
     return str(aocsp.OCSPResponse.load(body)["response_status"].native)
-
-
-def verified(body: bytes, issuer: bytes) -> ocsp.OCSPResponse:
-    """A successful response, signed by a delegated responder certified by ``issuer``."""
-    response = ocsp.load_der_ocsp_response(body)
-    assert response.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
-    (responder,) = response.certificates
-    responder.verify_directly_issued_by(x509.load_der_x509_certificate(issuer))
-    eku = responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert list(eku) == [ExtendedKeyUsageOID.OCSP_SIGNING]
-    public_key = responder.public_key()
-    assert isinstance(public_key, ec.EllipticCurvePublicKey)
-    point = public_key.public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    )
-    assert (
-        response.responder_key_hash == hashlib.sha1(point, usedforsecurity=False).digest()
-    )  # byKey
-    assert response.signature_hash_algorithm is not None
-    public_key.verify(
-        response.signature,
-        response.tbs_response_bytes,
-        ec.ECDSA(response.signature_hash_algorithm),
-    )
-    return response
-
-
-def pkilint(tmp_path: Path, body: bytes) -> str:
-    """pkilint's OCSP findings at WARNING and above ("" when clean)."""
-    path = tmp_path / f"{hashlib.sha256(body).hexdigest()[:12]}.der"
-    path.write_bytes(body)
-    done = run(BIN / "lint_ocsp_response", "lint", "-s", "WARNING", path)
-    return "" if done.returncode == 0 else done.stdout + done.stderr
 
 
 def service(pki: Pki) -> OcspService:
@@ -157,7 +93,7 @@ def revoke(api: ApiClient, cert: x509.Certificate, **body: Any) -> None:
 
 def test_good_with_sha1_and_sha256_by_post_and_get(pki: Pki, tmp_path: Path) -> None:
     api = pki.client("person-lcp")
-    leaf, chain = issue(api)
+    leaf, chain = issue_leaf(api)
     for algorithm in (hashes.SHA1(), hashes.SHA256()):  # noqa: S303 - CertID hashes
         der = request_der(leaf, x509.load_der_x509_certificate(chain[0]), algorithm)
         posted = post(pki, der)
@@ -171,7 +107,7 @@ def test_good_with_sha1_and_sha256_by_post_and_get(pki: Pki, tmp_path: Path) -> 
         assert [r.hash_algorithm.name for r in response.responses] == [algorithm.name]
         cutoff = response.single_extensions.get_extension_for_oid(ARCHIVE_CUTOFF)
         assert not cutoff.critical
-        assert pkilint(tmp_path, posted.data) == ""
+        assert lint_ocsp(tmp_path, posted.data) == ""
         for encode in ("standard", "urlsafe", "percent"):
             fetched = get(pki, der, encode)
             assert fetched.status_code == 200, encode
@@ -190,7 +126,7 @@ def test_good_with_sha1_and_sha256_by_post_and_get(pki: Pki, tmp_path: Path) -> 
 
 def test_revocation_is_answered_within_a_second(pki: Pki) -> None:
     api = pki.client("person-lcp")
-    leaf, chain = issue(api)
+    leaf, chain = issue_leaf(api)
     der = request_der(leaf, x509.load_der_x509_certificate(chain[0]))
     assert verified(get(pki, der).data, chain[0]).certificate_status is ocsp.OCSPCertStatus.GOOD
     assert verified(post(pki, der).data, chain[0]).certificate_status is ocsp.OCSPCertStatus.GOOD
@@ -211,36 +147,32 @@ def test_revocation_is_answered_within_a_second(pki: Pki) -> None:
 
 def test_unspecified_reason_is_left_out(pki: Pki, tmp_path: Path) -> None:
     api = pki.client("person-lcp")
-    leaf, chain = issue(api)
+    leaf, chain = issue_leaf(api)
     revoke(api, leaf)  # reason defaults to unspecified
     body = post(pki, request_der(leaf, x509.load_der_x509_certificate(chain[0]))).data
     answer = verified(body, chain[0])
     assert answer.certificate_status is ocsp.OCSPCertStatus.REVOKED
     assert answer.revocation_reason is None  # RFC 5280 section 5.3.1
-    assert pkilint(tmp_path, body) == ""
+    assert lint_ocsp(tmp_path, body) == ""
 
 
 def test_never_issued_serials_get_the_extended_revoked_answer(pki: Pki, tmp_path: Path) -> None:
     api = pki.client("person-lcp")
-    _, chain = issue(api)
+    _, chain = issue_leaf(api)
     issuer = x509.load_der_x509_certificate(chain[0])
     reserved = x509.random_serial_number()
     now = datetime.now(UTC)
-    with pki.ctx.db.write() as session:
-        # What a crash between reserving the serial and signing leaves behind.
-        session.add(
-            Certificate(
-                issuer_id="persons",
-                serial=serial_hex(reserved),
-                profile="person-lcp",
-                status="reserved",
-                subject="CN=reserved",
-                tbs=b"",
-                not_before=now,
-                not_after=now + timedelta(days=1),
-                created_at=now,
-            )
-        )
+    # What a crash between reserving the serial and signing leaves behind.
+    insert_certificate(
+        pki,
+        since=now,
+        days=1,
+        issuer_id="persons",
+        serial=serial_hex(reserved),
+        profile="person-lcp",
+        status="reserved",
+        subject="CN=reserved",
+    )
     for serial in (x509.random_serial_number(), reserved, 0, -5):
         body = post(pki, raw_request([cert_id(issuer, serial)])).data
         answer = verified(body, chain[0])
@@ -250,7 +182,7 @@ def test_never_issued_serials_get_the_extended_revoked_answer(pki: Pki, tmp_path
         assert answer.revocation_time_utc == datetime(1970, 1, 1, tzinfo=UTC)
         assert not answer.extensions.get_extension_for_oid(EXTENDED_REVOKE).critical
         assert len(answer.single_extensions) == 0  # no CRL entry extension
-        assert pkilint(tmp_path, body) == ""
+        assert lint_ocsp(tmp_path, body) == ""
     with pki.ctx.db.read() as session:
         stored = session.query(OcspResponse).filter_by(serial=serial_hex(reserved)).count()
     assert stored == 0  # anyone may ask for any serial: nothing is stored for them
@@ -258,7 +190,7 @@ def test_never_issued_serials_get_the_extended_revoked_answer(pki: Pki, tmp_path
 
 def test_the_root_answers_for_the_issuing_cas_and_its_signers(pki: Pki) -> None:
     api = pki.client("person-lcp")
-    _, chain = issue(api)
+    _, chain = issue_leaf(api)
     root = x509.load_der_x509_certificate(chain[-1])
     persons = x509.load_der_x509_certificate(chain[0])
     tsu = current_signer(pki.ctx.db, ProfileKind.TSU, "root", datetime.now(UTC))
@@ -270,7 +202,7 @@ def test_the_root_answers_for_the_issuing_cas_and_its_signers(pki: Pki) -> None:
 
 def test_several_certificates_of_one_ca_in_one_request(pki: Pki) -> None:
     api = pki.client("person-lcp")
-    (first, chain), (second, _) = issue(api), issue(api)
+    (first, chain), (second, _) = issue_leaf(api), issue_leaf(api)
     revoke(api, second, reason="superseded")
     issuer = x509.load_der_x509_certificate(chain[0])
     ids = [cert_id(issuer, first.serial_number), cert_id(issuer, second.serial_number, "sha256")]
@@ -286,19 +218,8 @@ def test_several_certificates_of_one_ca_in_one_request(pki: Pki) -> None:
 
 def test_unknown_issuers_are_unauthorized(pki: Pki) -> None:
     api = pki.client("person-lcp", "seal-lcp")
-    leaf, chain = issue(api)
-    foreign_key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Someone Else's CA")])
-    foreign = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(foreign_key.public_key())
-        .serial_number(1)
-        .not_valid_before(datetime.now(UTC))
-        .not_valid_after(datetime.now(UTC) + timedelta(days=1))
-        .sign(foreign_key, hashes.SHA256())
-    )
+    leaf, chain = issue_leaf(api)
+    foreign = foreign_ca("Someone Else's CA")
     persons = x509.load_der_x509_certificate(chain[0])
     root = x509.load_der_x509_certificate(chain[-1])
     half = cert_id(persons, leaf.serial_number)
@@ -324,7 +245,7 @@ def test_unknown_issuers_are_unauthorized(pki: Pki) -> None:
 
 def test_a_nonce_is_echoed_in_a_fresh_response(pki: Pki, tmp_path: Path) -> None:
     api = pki.client("person-lcp")
-    leaf, chain = issue(api)
+    leaf, chain = issue_leaf(api)
     issuer = x509.load_der_x509_certificate(chain[0])
     bodies = set()
     for size in (1, 16, 32, 128):
@@ -340,13 +261,13 @@ def test_a_nonce_is_echoed_in_a_fresh_response(pki: Pki, tmp_path: Path) -> None
             assert [r.hash_algorithm.name for r in response.responses] == ["sha1"]
             bodies.add(answered.data)
     assert len(bodies) == 8
-    assert pkilint(tmp_path, answered.data) == ""
+    assert lint_ocsp(tmp_path, answered.data) == ""
 
 
 @pytest.mark.parametrize("size", [0, 129, 1000])
 def test_nonces_outside_1_to_128_octets_are_malformed(pki: Pki, size: int) -> None:
     api = pki.client("person-lcp")
-    leaf, chain = issue(api)
+    leaf, chain = issue_leaf(api)
     nonce = {
         "extn_id": "nonce",
         "extn_value": core.OctetString(os.urandom(size)),
@@ -394,7 +315,7 @@ def _bad_requests(issuer: x509.Certificate, serial: int) -> list[Any]:
 
 def test_bad_requests_are_malformed(pki: Pki) -> None:
     api = pki.client("person-lcp")
-    leaf, chain = issue(api)
+    leaf, chain = issue_leaf(api)
     for case in _bad_requests(x509.load_der_x509_certificate(chain[0]), leaf.serial_number):
         (der,) = case.values
         for answered in (post(pki, der), get(pki, der)):
@@ -412,7 +333,7 @@ def test_ber_requests_are_understood(pki: Pki) -> None:
     """Lenient on input: a BER form (here an indefinite length) is read; what we echo
     (the CertID) is re-encoded in DER, so the response stays DER."""
     api = pki.client("person-lcp")
-    leaf, chain = issue(api)
+    leaf, chain = issue_leaf(api)
     good = raw_request([cert_id(x509.load_der_x509_certificate(chain[0]), leaf.serial_number)])
     assert good[1] < 0x80  # a one-octet length, replaced below
     ber = b"\x30\x80" + good[2:] + b"\x00\x00"
@@ -424,7 +345,7 @@ def test_ber_requests_are_understood(pki: Pki) -> None:
 
 def test_transport_errors_are_http_errors(pki: Pki) -> None:
     api = pki.client("person-lcp")
-    leaf, chain = issue(api)
+    leaf, chain = issue_leaf(api)
     der = request_der(leaf, x509.load_der_x509_certificate(chain[0]))
     client = http(pki)
     assert post(pki, der, "application/octet-stream").status_code == 415
@@ -443,7 +364,7 @@ def test_a_stale_row_is_never_served(pki: Pki) -> None:
     """A response signed from a status read just before a revocation committed may be
     written after it: the engine compares every row with the current status."""
     api = pki.client("person-lcp")
-    leaf, chain = issue(api)
+    leaf, chain = issue_leaf(api)
     der = request_der(leaf, x509.load_der_x509_certificate(chain[0]))
     assert verified(post(pki, der).data, chain[0]).certificate_status is ocsp.OCSPCertStatus.GOOD
     svc = service(pki)
@@ -469,7 +390,7 @@ def test_a_stale_row_is_never_served(pki: Pki) -> None:
 
 def test_presigning_job_covers_every_certificate(pki: Pki) -> None:
     api = pki.client("person-lcp")
-    leaf, chain = issue(api)
+    leaf, chain = issue_leaf(api)
     svc = service(pki)
     source = svc.engine.source
     validity = timedelta(hours=24)
@@ -494,7 +415,7 @@ def test_presigning_job_covers_every_certificate(pki: Pki) -> None:
 
 def test_revoked_responses_are_re_signed_at_once(pki: Pki) -> None:
     api = pki.client("person-lcp")
-    leaf, chain = issue(api)
+    leaf, chain = issue_leaf(api)
     der = request_der(leaf, x509.load_der_x509_certificate(chain[0]), hashes.SHA256())
     svc = service(pki)
     assert svc.engine.answer(der, now=datetime.now(UTC)).source == "signed"  # now stored
@@ -510,7 +431,7 @@ def test_revoked_responses_are_re_signed_at_once(pki: Pki) -> None:
 
 def test_responders_are_renewed_before_they_expire(pki: Pki) -> None:
     api = pki.client("person-lcp")
-    leaf, chain = issue(api)
+    leaf, chain = issue_leaf(api)
     der = request_der(leaf, x509.load_der_x509_certificate(chain[0]), nonce=os.urandom(16))
     svc = service(pki)
     now = datetime.now(UTC)

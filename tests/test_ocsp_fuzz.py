@@ -15,8 +15,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from werkzeug.test import Client as WsgiClient
 
-from tests.conftest import Pki
-from tests.test_ocsp import issue, request_der, verified
+from tests.support.ocsp import issue_leaf, request_der, verified
+from tests.support.pki import Pki
+
+# Hypothesis runs many examples per backend: slow.
+pytestmark = pytest.mark.slow
 
 EXAMPLES = settings(
     max_examples=300,
@@ -35,7 +38,7 @@ class Seed:
 
 @pytest.fixture(scope="module")
 def seed(pki: Pki) -> Seed:
-    leaf, chain = issue(pki.client("person-lcp"))
+    leaf, chain = issue_leaf(pki.client("person-lcp"))
     der = request_der(leaf, x509.load_der_x509_certificate(chain[0]), nonce=b"n" * 16)
     return Seed(WsgiClient(pki.app), der, chain[0])
 

@@ -5,36 +5,30 @@ what came over the wire."""
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import http.client
 import json
-import os
-import secrets
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
 
 from core.accounts.clients import create_client
 from core.store.db import Database
 from pki.profiles import ProfileSet
-from tests.conftest import make_home
-from tests.helpers import BIN, NATURAL, csr_pem, run
-from tests.test_ocsp import pkilint
+from tests.support.builders import NATURAL, csr_pem, foreign_ca
+from tests.support.clients import http_request
+from tests.support.judges import lint_ocsp, run
+from tests.support.ocsp import get_path
+from tests.support.pki import BACKENDS, backend_home
+from tests.support.servers import SceauServer
 
-HOST = "127.0.0.1"
+# A live server on each backend: the whole module is slow.
+pytestmark = pytest.mark.slow
 
 
 @dataclass
@@ -48,13 +42,7 @@ class Live:
     def call(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection(HOST, self.port, timeout=30)
-        try:
-            conn.request(method, path, body=body or None, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, dict(resp.getheaders()), resp.read()
-        finally:
-            conn.close()
+        return http_request(self.port, method, path, body or None, headers)
 
     def api(self, path: str, body: dict[str, Any]) -> Any:
         status, _, data = self.call(
@@ -79,45 +67,17 @@ class Live:
 
     def openssl_ocsp(self, *args: str | Path) -> str:
         """`openssl ocsp` against the server (POST); stdout and stderr together."""
-        url = f"http://{HOST}:{self.port}/ocsp"
+        url = f"http://127.0.0.1:{self.port}/ocsp"
         done = run("openssl", "ocsp", *args, "-url", url, "-CAfile", self.root)
         return done.stdout + done.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()
-        conn = http.client.HTTPConnection(HOST, port, timeout=2)
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return
-        conn.close()
-        time.sleep(0.2)
-    pytest.fail(f"sceau serve did not answer:\n{log.read_text()}")
-
-
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=BACKENDS)
 def live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, softhsm_conf: Path
 ) -> Iterator[Live]:
-    backend: str = request.param
-    tmp = tmp_path_factory.mktemp(f"ocsp-live-{backend}")
-    url = None
-    if backend == "postgresql":
-        url = request.getfixturevalue("pg_cluster").create_database(f"ocsp_{secrets.token_hex(4)}")
-    config, _ = make_home(tmp / "home", softhsm_conf, url, f"ocsp-live-{backend}")
+    config = backend_home(request, tmp_path_factory, softhsm_conf, "ocsp-live")
+    tmp = config.home  # the PEM files and the server's log go beside the home's own files
     db = Database(config.database.url)
     try:
         token = create_client(
@@ -125,43 +85,20 @@ def live(
         )
     finally:
         db.dispose()
-    port = _free_port()
-    log = tmp / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [BIN / "sceau", "--home", config.home, "serve", "--port", str(port), "--workers", "2"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopping it reaches the workers
-            env={**os.environ, "SOFTHSM2_CONF": str(config.home / "softhsm2.conf")},
-        )
-    try:
-        _wait_healthy(proc, port, log)
-        live = Live(port, token, tmp, tmp / "root.pem", tmp / "persons.pem")
+    env = {"SOFTHSM2_CONF": str(config.home / "softhsm2.conf")}
+    with SceauServer(config.home, tmp / "server.log", workers=2, env=env) as server:
+        live = Live(server.port, token, tmp, tmp / "root.pem", tmp / "persons.pem")
         for name, path in (("root", live.root), ("persons", live.persons)):
             status, _, der = live.call("GET", f"/certs/{name}.crt")
             assert status == 200
             cert = x509.load_der_x509_certificate(der)
             path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         yield live
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
 
 def _get(live: Live, request: Path, encode: str = "standard") -> tuple[dict[str, str], Path]:
     """Fetch the response to a DER request file over GET (RFC 6960 appendix A.1)."""
-    der = request.read_bytes()
-    text = base64.b64encode(der).decode()
-    if encode == "urlsafe":
-        text = base64.urlsafe_b64encode(der).decode().rstrip("=")
-    elif encode == "percent":
-        text = quote(text, safe="")
-    status, headers, body = live.call("GET", f"/ocsp/{text}")
+    status, headers, body = live.call("GET", get_path(request.read_bytes(), encode))
     assert status == 200
     assert headers["Content-Type"] == "application/ocsp-response"
     path = request.with_suffix(f".{encode}.resp.der")
@@ -196,7 +133,7 @@ def test_good_then_revoked_within_a_second_over_post_and_get(live: Live) -> None
         assert "Response verify OK" in out and f"{leaf}: good" in out, out
         assert headers["Cache-Control"].endswith(", public, no-transform, must-revalidate")
         assert {"ETag", "Last-Modified", "Expires"} <= set(headers)
-        assert pkilint(live.tmp, response.read_bytes()) == ""
+        assert lint_ocsp(live.tmp, response.read_bytes()) == ""
     for _ in range(8):  # both workers now hold "good" in memory
         _get(live, request)
 
@@ -229,7 +166,7 @@ def test_sha256_certids_and_nonces(live: Live) -> None:
     assert "Response verify OK" in out and f"{leaf}: good" in out, out
     assert "Hash Algorithm: sha256" in out and "OCSP Nonce" in out, out
     assert "WARNING" not in out, out
-    assert pkilint(live.tmp, response.read_bytes()) == ""
+    assert lint_ocsp(live.tmp, response.read_bytes()) == ""
     out = live.openssl_ocsp("-sha256", "-no_nonce", "-issuer", live.persons, "-cert", leaf)
     assert "Response verify OK" in out and f"{leaf}: good" in out, out
 
@@ -243,7 +180,7 @@ def test_never_issued_serials(live: Live) -> None:
     assert "Response verify OK" in out, out
     assert f"{serial}: revoked" in out and "Reason: certificateHold" in out, out
     assert "Revocation Time: Jan  1 00:00:00 1970 GMT" in out, out
-    assert pkilint(live.tmp, response.read_bytes()) == ""
+    assert lint_ocsp(live.tmp, response.read_bytes()) == ""
 
 
 def test_the_root_answers_for_the_issuing_ca(live: Live) -> None:
@@ -253,19 +190,7 @@ def test_the_root_answers_for_the_issuing_ca(live: Live) -> None:
 
 def test_unknown_issuers_are_unauthorized(live: Live) -> None:
     leaf = live.issue()
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Another CA")])
-    now = datetime.now(UTC)
-    other = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    other = foreign_ca("Another CA")
     path = live.tmp / "other.pem"
     path.write_bytes(other.public_bytes(serialization.Encoding.PEM))
     out = live.openssl_ocsp("-issuer", path, "-cert", leaf)

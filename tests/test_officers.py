@@ -18,9 +18,9 @@ from core.accounts.officers import (
 )
 from core.errors import SceauError
 from core.store.models import AuditEvent, Officer
-from tests.conftest import Pki
-from tests.helpers import BIN, run
-from tests.ra_admin_fixtures import Person, new_person
+from tests.support.judges import BIN, run
+from tests.support.officers import Person, new_person
+from tests.support.pki import Pki
 
 LIMITS = {"max_failed": 5, "lockout_minutes": 15}
 
@@ -144,6 +144,7 @@ def test_bad_names_are_refused(pki: Pki, name: str) -> None:
         )
 
 
+@pytest.mark.slow  # `sceau officer add` as a process
 def test_cli_officer_add(pki: Pki) -> None:
     if pki.backend != "sqlite":
         pytest.skip("one backend is enough for the command line")

@@ -8,7 +8,10 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from tests.pgcluster import PgCluster, find_pg_bin, start_cluster
+from tests.support.postgres import PgCluster, find_pg_bin, start_cluster
+
+# Every test here starts a PostgreSQL cluster of its own or needs its binaries.
+pytestmark = pytest.mark.postgres
 
 
 def test_find_pg_bin_finds_initdb_and_pg_ctl() -> None:

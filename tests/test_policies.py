@@ -8,11 +8,9 @@ changed profile or default makes the check fail until `sceau policies render` is
 from __future__ import annotations
 
 import base64
-import copy
 import re
 import shutil
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,11 +34,10 @@ from crl.policy_facts import (
 )
 from pki.profiles import PROFILES_DIR, ProfileSet
 from pki.qcstatements import OID_QC_PDS, OID_QC_STATEMENTS, PdsLocations, QCStatementList
-from pki.revocation import REVOCATION_REASONS
-from registration.decisions import approve_proof
 from sceau.cli import main as cli_main
-from tests.conftest import Pki
-from tests.helpers import LEGAL, NATURAL, csr_pem
+from tests.support.builders import LEGAL, NATURAL, csr_pem
+from tests.support.issuance import approved_proof
+from tests.support.pki import Pki
 from tsa import authority as tsa_authority
 from tsa.token import BTSP_POLICY
 
@@ -207,10 +204,8 @@ def test_every_block_in_the_documents_renders_and_bad_markers_are_refused() -> N
 
 
 def test_copied_constants_match_the_services() -> None:
-    # policies/ may not import tsa/ or the CA's internals it restates: check them here.
+    # crl/ may not import tsa/: the TSA policy it restates is checked here.
     assert pf.BTSP_POLICY == BTSP_POLICY
-    assert pf.TSA_MAX_ACCURACY_MS == tsa_authority.MAX_ACCURACY_MS
-    assert set(pf.REVOCATION_REASONS) == set(REVOCATION_REASONS)
 
 
 @pytest.mark.parametrize(
@@ -241,22 +236,6 @@ def test_cli_render_check(monkeypatch: pytest.MonkeyPatch, docs: Path, capsys: A
 # -- published by the repository service ------------------------------------------------
 
 
-def _approved_proof(pki: Pki, api: Any, body: dict[str, Any], method: str, approvals: int) -> str:
-    body = copy.deepcopy(body)
-    body["method"] = method
-    resp = api.post("/ra/api/v1/identity-proofs", body)
-    assert resp.status_code == 201, resp.json
-    for officer in ("alice", "bob")[:approvals]:
-        approve_proof(
-            pki.ctx.db,
-            resp.json["id"],
-            officer,
-            now=datetime.now(UTC),
-            max_age=timedelta(days=30),
-        )
-    return str(resp.json["id"])
-
-
 def _document_urls(pem: str) -> list[str]:
     """The CPS URIs and QcPDS URLs a certificate carries."""
     cert = ax509.Certificate.load(base64.b64decode("".join(pem.strip().splitlines()[1:-1])))
@@ -282,12 +261,13 @@ ISSUE = [
 ]
 
 
-@pytest.mark.parametrize(("profile", "body", "method", "approvals", "csr"), ISSUE)
+@pytest.mark.parametrize("case", ISSUE, ids=[case[0] for case in ISSUE])
 def test_urls_in_issued_certificates_resolve_to_served_documents(
-    pki: Pki, profile: str, body: dict[str, Any], method: str, approvals: int, csr: bool
+    pki: Pki, case: tuple[str, dict[str, Any], str, int, bool]
 ) -> None:
+    profile, body, method, approvals, csr = case
     api = pki.client(profile)
-    proof = _approved_proof(pki, api, body, method, approvals)
+    proof = approved_proof(pki, api, body, method, approvals)
     request = {"profile": profile, "identity_proof": proof} | ({"csr": csr_pem()} if csr else {})
     resp = api.post("/ca/api/v1/certificates", request)
     assert resp.status_code == 201, resp.json

@@ -16,8 +16,9 @@ from pki.lints.prelint import lint_tbs
 from pki.profiles import ProfileSet, SubjectKind, load_profile
 from pki.subject import subject_emails, subject_name
 from pki.tbs import TbsRequest, assemble, build_tbs
-from tests.conftest import Pki
-from tests.helpers import LEGAL, NATURAL, etsi_lint, run
+from tests.support.builders import LEGAL, NATURAL
+from tests.support.judges import etsi_lint, run
+from tests.support.pki import Pki
 
 PROFILES = ["person-lcp", "person-qcp-n-qscd", "seal-lcp", "seal-qcp-l-qscd"]
 

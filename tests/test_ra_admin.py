@@ -5,23 +5,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from werkzeug.test import Client as WsgiClient
 
 from core.accounts.officers import Role
 from core.store.models import AuditEvent, Certificate, IdentityProof, OfficerSession
-from tests.conftest import Pki
-from tests.ra_admin_fixtures import (
-    ADMIN,
-    LEGAL,
-    NATURAL,
-    form_token,
-    login,
-    new_person,
-    page_token,
-    png,
-    submit,
-)
+from tests.support.builders import LEGAL, NATURAL
+from tests.support.evidence import png
+from tests.support.officers import ADMIN, form_token, login, new_person, page_token, submit
+from tests.support.pki import Pki
+from tests.support.rows import count_rows
 
 
 def proof_row(pki: Pki, proof_id: str) -> IdentityProof:
@@ -175,15 +168,9 @@ def officer_id(pki: Pki, name: str) -> int:
 
 
 def session_count(pki: Pki, name: str) -> int:
-    with pki.ctx.db.read() as session:
-        return int(
-            session.scalar(
-                select(func.count())
-                .select_from(OfficerSession)
-                .where(OfficerSession.officer_id == officer_id(pki, name))
-            )
-            or 0
-        )
+    return count_rows(
+        pki.ctx.db, OfficerSession, OfficerSession.officer_id == officer_id(pki, name)
+    )
 
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -297,7 +284,7 @@ def test_four_eyes_for_a_qualified_seal(pki: Pki) -> None:
 
 
 def test_search_subject_page_and_revocation(pki: Pki) -> None:
-    from tests.helpers import csr_pem
+    from tests.support.builders import csr_pem
 
     api = pki.client("person-lcp")
     email = f"r{datetime.now(UTC).timestamp():.0f}@example.org"

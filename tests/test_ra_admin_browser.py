@@ -7,26 +7,29 @@ Screenshots of the main pages land in tests/output/screenshots/ (ignored by git)
 
 from __future__ import annotations
 
-import http.client
 import json
 from typing import Any
 
+import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from core.accounts.officers import Role
-from tests.browser_fixtures import shot
-from tests.conftest import Pki
-from tests.ra_admin_fixtures import ADMIN, LEGAL, NATURAL, Person, new_person, png, submit
+from tests.support.browser import fill_login, shot
+from tests.support.builders import LEGAL, NATURAL
+from tests.support.clients import http_request
+from tests.support.evidence import png
+from tests.support.officers import ADMIN, Person, new_person, submit
+from tests.support.pki import Pki
+
+# Chromium against a live server: slow.
+pytestmark = pytest.mark.slow
 
 
 def log_in(browser: Browser, base: str, person: Person, **context: Any) -> Page:
     page = browser.new_context(**context).new_page()
     page.goto(f"{base}{ADMIN}/queue")
     expect(page).to_have_url(f"{base}{ADMIN}/login?next=/ra/admin/queue")
-    page.get_by_label("Name").fill(person.name)
-    page.get_by_label("Password").fill(person.password)
-    page.get_by_label("Authenticator code").fill(person.code())
-    page.get_by_role("button", name="Log in").click()
+    fill_login(page, person)
     expect(page).to_have_url(f"{base}{ADMIN}/queue")
     expect(page.get_by_role("heading", name="Work queue")).to_be_visible()
     return page
@@ -34,19 +37,15 @@ def log_in(browser: Browser, base: str, person: Person, **context: Any) -> Page:
 
 def issue(base: str, token: str, profile: str, proof_id: str) -> tuple[int, dict[str, Any]]:
     """The platform's call to the CA API, over the wire: no CSR, key generated in the HSM."""
-    host, port = base.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=60)
-    try:
-        conn.request(
-            "POST",
-            "/ca/api/v1/certificates",
-            body=json.dumps({"profile": profile, "identity_proof": proof_id}),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
-        resp = conn.getresponse()
-        return resp.status, json.loads(resp.read())
-    finally:
-        conn.close()
+    status, _, body = http_request(
+        int(base.rsplit(":", 1)[1]),
+        "POST",
+        "/ca/api/v1/certificates",
+        json.dumps({"profile": profile, "identity_proof": proof_id}).encode(),
+        {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=60,
+    )
+    return status, json.loads(body)
 
 
 def approve_in_browser(page: Page, base: str, proof_id: str) -> None:
@@ -108,8 +107,14 @@ def test_officers_in_chromium(pki: Pki, live: str, browser: Browser) -> None:
     status, sealed = issue(live, api.token, "seal-qcp-l-qscd", seal_proof)
     assert status == 201, sealed
 
-    # An auditor reads but cannot approve: no button, and a forged POST gets the 403 page.
-    auditor = log_in(browser, live, audrey)
+    # An auditor reads but cannot approve; the proof it opened stays pending.
+    auditor_cannot_approve(pki, log_in(browser, live, audrey), live, other_proof)
+    status, pending = issue(live, api.token, "person-qcp-n-qscd", other_proof)
+    assert status == 422 and "pending" in pending["detail"]
+
+
+def auditor_cannot_approve(pki: Pki, auditor: Page, live: str, other_proof: str) -> None:
+    """An auditor reads but cannot approve: no button, and a forged POST gets the 403 page."""
     auditor.goto(f"{live}{ADMIN}/proofs/{other_proof}")
     expect(auditor.locator(".evidence img")).to_be_visible()
     expect(auditor.get_by_role("button", name="Approve")).to_have_count(0)
@@ -121,5 +126,3 @@ def test_officers_in_chromium(pki: Pki, live: str, browser: Browser) -> None:
     auditor.goto(f"{live}{ADMIN}/officers")
     expect(auditor.get_by_role("heading", name="403 · Forbidden")).to_be_visible()
     shot(auditor, pki, "forbidden")
-    status, pending = issue(live, api.token, "person-qcp-n-qscd", other_proof)
-    assert status == 422 and "pending" in pending["detail"]

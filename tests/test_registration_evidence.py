@@ -13,15 +13,10 @@ from sqlalchemy import func, select
 
 from core.store.models import AuditEvent, EvidenceFile
 from registration.evidence import MAX_FILES, list_files, open_evidence, view_evidence
-from tests.conftest import ApiClient, Pki
-from tests.helpers import NATURAL
-from tests.registration_fixtures import (
-    NATURAL_FULL,
-    jpeg_bytes,
-    pdf_bytes,
-    png_bytes,
-    upload,
-)
+from tests.support.builders import NATURAL, NATURAL_FULL
+from tests.support.clients import ApiClient
+from tests.support.evidence import jpeg_bytes, pdf_bytes, png_bytes, upload
+from tests.support.pki import Pki
 
 PROOFS = "/ra/api/v1/identity-proofs"
 

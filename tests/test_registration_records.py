@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from core.hsm.envelope import Sealer
 from core.store.models import IdentityProof, ProofTerm
 from registration.webhooks import create_webhook_secret
-from tests.conftest import Pki
-from tests.registration_fixtures import LEGAL_FULL, NATURAL_FULL
+from tests.support.builders import LEGAL_FULL, NATURAL_FULL
+from tests.support.pki import Pki
 
 PROOFS = "/ra/api/v1/identity-proofs"
 
@@ -128,6 +128,12 @@ def _mutations() -> list[Any]:
         ("webhook-js", natural(lambda b: b.update(webhook_url="javascript:alert(1)"))),
         ("webhook-creds", natural(lambda b: b.update(webhook_url="https://u:p@host.example/"))),
         ("webhook-type", natural(lambda b: b.update(webhook_url=["https://a.example"]))),
+        ("webhook-port", natural(lambda b: b.update(webhook_url="https://a.example:99999/"))),
+        ("birth-unix-time", natural(lambda b: b["subject"].update(birth_date="545011200"))),
+        ("mobile-letters", natural(lambda b: b["subject"].update(mobile="+33 6 CALL ME"))),
+        ("email-control", natural(lambda b: b["subject"].update(email="a\x07b@example.org"))),
+        ("name-blank", natural(lambda b: b["subject"].update(given_name="   "))),
+        ("document-null", natural(lambda b: b.update(document=None))),
         ("mandate-missing", legal(lambda b: b[rep].pop("mandate"))),
         ("mandate-type", legal(lambda b: b[rep]["mandate"].update(type="handshake"))),
         ("rep-unknown", legal(lambda b: b[rep].update(salary="1"))),
@@ -138,6 +144,8 @@ def _mutations() -> list[Any]:
         ("address-long", legal(lambda b: b["subject"].update(registered_address="x" * 300))),
         ("legal-birth", legal(lambda b: b["subject"].update(birth_date="1990-01-01"))),
         ("rep-not-object", legal(lambda b: b.update(representative="Maëlys"))),
+        ("legal-no-identifier", legal(lambda b: b["subject"].pop("organization_identifier"))),
+        ("rep-birth-future", legal(lambda b: b[rep].update(birth_date="2999-01-01"))),
     ]
     return [pytest.param(body, id=name) for name, body in cases]
 
@@ -149,8 +157,62 @@ def test_bad_records_refused_and_nothing_stored(pki: Pki, body: dict[str, Any]) 
     resp = api.post(PROOFS, body)
     assert resp.status_code == 422, resp.json
     assert resp.mimetype == "application/problem+json"
+    assert resp.json["type"] == "urn:sceau:problem:invalid"
     assert resp.json["detail"]
     assert _count(pki) == before
+
+
+@pytest.mark.parametrize(
+    ("base", "path", "value", "detail"),
+    [
+        pytest.param(
+            NATURAL_FULL,
+            ("subject", "ssn"),
+            "1",
+            "unknown field natural.subject.ssn",
+            id="unknown-subject-field",
+        ),
+        pytest.param(
+            NATURAL_FULL,
+            ("document", "type"),
+            "library-card",
+            "natural.document.type: must be one of id-card, passport",
+            id="document-type",
+        ),
+        pytest.param(
+            LEGAL_FULL,
+            ("subject", "organization_identifier"),
+            "NTRFR-732829321",
+            "legal.subject.organization_identifier: NTRFR- needs a valid SIREN",
+            id="siren-check-digit",
+        ),
+        pytest.param(
+            LEGAL_FULL,
+            ("representative", "document", "expires_on"),
+            "2020-01-01",
+            "the identity document (representative.document) has expired",
+            id="rep-document-expired",
+        ),
+        pytest.param(
+            NATURAL_FULL,
+            ("subject_kind",),
+            "robot",
+            "does not match any of the expected tags: 'natural', 'legal'",
+            id="subject-kind",
+        ),
+    ],
+)
+def test_refusals_name_the_field(
+    pki: Pki, base: dict[str, Any], path: tuple[str, ...], value: str, detail: str
+) -> None:
+    body = copy.deepcopy(base)
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    resp = pki.client("person-lcp", "seal-lcp").post(PROOFS, body)
+    assert resp.status_code == 422, resp.json
+    assert detail in resp.json["detail"]
 
 
 def test_wrong_content_types(pki: Pki) -> None:

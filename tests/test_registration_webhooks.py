@@ -21,8 +21,8 @@ from sqlalchemy import select
 from core.config import RegistrationConfig
 from core.store.models import IdentityProof, WebhookDelivery
 from registration.webhooks import create_webhook_secret, deliver_due, queue_decision
-from tests.conftest import Pki
-from tests.registration_fixtures import NATURAL_FULL
+from tests.support.builders import NATURAL_FULL
+from tests.support.pki import Pki
 
 PROOFS = "/ra/api/v1/identity-proofs"
 

@@ -19,9 +19,10 @@ from pki.proofs import add_years
 from registration.export import build_export, to_zip, write_directory
 from registration.retention import purge_expired, release_legal_hold, set_legal_hold
 from sceau.cli import main
-from tests.conftest import ApiClient, Pki
-from tests.helpers import NATURAL, csr_pem
-from tests.registration_fixtures import NATURAL_FULL, pdf_bytes, png_bytes, upload
+from tests.support.builders import NATURAL, NATURAL_FULL, csr_pem
+from tests.support.clients import ApiClient
+from tests.support.evidence import pdf_bytes, png_bytes, upload
+from tests.support.pki import Pki
 
 PROOFS = "/ra/api/v1/identity-proofs"
 

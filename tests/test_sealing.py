@@ -18,15 +18,10 @@ from core.store.models import EvidenceFile, IdentityProof
 from pki.proofs import open_record
 from registration.evidence import evidence_aad, list_files, open_evidence
 from registration.proofs import open_proof
-from tests.conftest import ApiClient, Pki
-from tests.registration_fixtures import (
-    LEGAL_FULL,
-    NATURAL_FULL,
-    jpeg_bytes,
-    pdf_bytes,
-    png_bytes,
-    upload,
-)
+from tests.support.builders import LEGAL_FULL, NATURAL_FULL
+from tests.support.clients import ApiClient
+from tests.support.evidence import jpeg_bytes, pdf_bytes, png_bytes, upload
+from tests.support.pki import Pki
 
 PROOFS = "/ra/api/v1/identity-proofs"
 IMAGE_MARKER = b"DOCUMENT-IMAGE-MARKER-5511"

@@ -8,54 +8,36 @@ import base64
 import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 
-from core.store.models import AuditEvent, Credential, SignatureActivation
+from core.store.models import Credential, SignatureActivation
 from signing.custodian import credential_key_label
 from signing.engine import SigningEngine
 from signing.otp import FileOtpSender
-from tests.conftest import ApiClient, Pki
-from tests.helpers import LEGAL, NATURAL, run
-from tests.test_hsm_issuance import approved_proof
+from signing.requests import (
+    AuthorizeRequest,
+    CredentialInfoRequest,
+    CredentialListRequest,
+    CscRequest,
+    SendOtpRequest,
+    ServiceInfoRequest,
+    SignHashRequest,
+)
+from tests.support.judges import run
+from tests.support.pki import Pki
+from tests.support.signing import (
+    ECDSA_SHA256,
+    authorize,
+    credential,
+    otp,
+    sign_hash,
+    signed_calls,
+)
 
-ECDSA_SHA256 = "1.2.840.10045.4.3.2"
 EC_PUBLIC_KEY = "1.2.840.10045.2.1"
 SHA256 = "2.16.840.1.101.3.4.2.1"
 SHA384 = "2.16.840.1.101.3.4.2.2"
-
-
-def credential(pki: Pki, api: ApiClient, profile: str) -> dict[str, Any]:
-    if profile.startswith("seal"):
-        pid = approved_proof(pki, api, LEGAL, "registry", 2)
-    else:
-        pid = approved_proof(pki, api, NATURAL, "face-to-face", 1)
-    resp = api.post("/ca/api/v1/certificates", {"profile": profile, "identity_proof": pid})
-    assert resp.status_code == 201, resp.json
-    return dict(resp.json)
-
-
-def sign_hash(api: ApiClient, credential_id: str, hashes: list[bytes], **extra: Any) -> Any:
-    body = {
-        "credentialID": credential_id,
-        "hashes": [base64.b64encode(h).decode() for h in hashes],
-        "signAlgo": ECDSA_SHA256,
-        **extra,
-    }
-    return api.post("/csc/v2/signatures/signHash", body)
-
-
-def signed_calls(pki: Pki) -> int:
-    with pki.ctx.db.read() as session:
-        return int(
-            session.scalar(
-                select(func.count())
-                .select_from(AuditEvent)
-                .where(AuditEvent.action == "signing.sign_hash")
-            )
-            or 0
-        )
 
 
 def test_seal_signs_unattended_and_openssl_verifies(pki: Pki, tmp_path: Path) -> None:
@@ -201,29 +183,29 @@ def test_info_and_openapi(pki: Pki) -> None:
     info = http.post("/csc/v2/info", json={})
     assert info.status_code == 200 and info.json is not None
     assert info.json["specs"] == "2.0.0.2"
+    assert http.get("/csc/v2/info").json == info.json  # no body: nothing to parse
     spec = http.get("/csc/v2/openapi.json")
     assert spec.status_code == 200 and spec.json is not None
-    assert "/csc/v2/signatures/signHash" in spec.json["paths"]
-
-
-def otp(pki: Pki, api: ApiClient, credential_id: str) -> str:
-    sent = api.post("/csc/v2/credentials/sendOTP", {"credentialID": credential_id})
-    assert sent.status_code == 200, sent.json
-    path = pki.home / pki.config.signing.otp_outbox / f"{credential_id}.otp"
-    assert path.stat().st_mode & 0o077 == 0
-    return path.read_text()
-
-
-def authorize(api: ApiClient, credential_id: str, hashes: list[bytes], code: str) -> Any:
-    return api.post(
-        "/csc/v2/credentials/authorize",
-        {
-            "credentialID": credential_id,
-            "numSignatures": len(hashes),
-            "hashes": [base64.b64encode(h).decode() for h in hashes],
-            "OTP": code,
-        },
-    )
+    # Each request body is its model's JSON Schema, self-contained (no $defs to resolve).
+    calls: list[tuple[str, type[CscRequest]]] = [
+        ("info", ServiceInfoRequest),
+        ("credentials/list", CredentialListRequest),
+        ("credentials/info", CredentialInfoRequest),
+        ("credentials/sendOTP", SendOtpRequest),
+        ("credentials/authorize", AuthorizeRequest),
+        ("signatures/signHash", SignHashRequest),
+    ]
+    for call, model in calls:
+        body = spec.json["paths"][f"/csc/v2/{call}"]["post"]["requestBody"]
+        schema = body["content"]["application/json"]["schema"]
+        assert schema == model.model_json_schema() and "$defs" not in schema, call
+        assert body["required"] is (call not in ("info", "credentials/list")), call
+    sign = spec.json["paths"]["/csc/v2/signatures/signHash"]["post"]["requestBody"]
+    assert sign["content"]["application/json"]["schema"]["required"] == [
+        "credentialID",
+        "hashes",
+        "signAlgo",
+    ]
 
 
 def test_sole_control_for_qualified_keys(pki: Pki, tmp_path: Path) -> None:

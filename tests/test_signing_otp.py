@@ -35,10 +35,11 @@ from core.errors import ConfigError
 from core.store.models import AuditEvent, Credential, OneTimeCode
 from sceau.services import ca_service
 from signing.app import create_app as create_signing
-from tests.conftest import ApiClient, Pki
-from tests.helpers import LEGAL, NATURAL
-from tests.test_hsm_issuance import approved_proof
-from tests.test_signing import authorize, credential, sign_hash
+from tests.support.builders import LEGAL, NATURAL
+from tests.support.clients import ApiClient
+from tests.support.issuance import approved_proof
+from tests.support.pki import Pki
+from tests.support.signing import authorize, credential, sign_hash
 
 SENDER = "signing@pki.example.com"
 OWNER = cast(dict[str, str], NATURAL["subject"])["email"]

@@ -14,8 +14,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.conftest import BIN, Pki
-from tests.test_signing import authorize, credential, otp, sign_hash
+from tests.support.judges import BIN
+from tests.support.pki import Pki
+from tests.support.signing import authorize, credential, otp, sign_hash
 
 PYHANKO_SIGNER = """
 import asyncio, hashlib, io, json, sys

@@ -12,11 +12,14 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Pki
-from tests.test_tsa import REPLY, TimeStampResp, failure_of, granted_token, make_tsa, query
+from tests.support.pki import Pki
+from tests.support.tsa import REPLY, TimeStampResp, failure_of, granted_token, make_tsa, query
 from tsa.request import TimestampRequest, parse_request
 from tsa.response import TsaRejection
 from tsa.token import BTSP_POLICY
+
+# Hypothesis runs many examples per backend: slow.
+pytestmark = pytest.mark.slow
 
 HASHES = ["sha256", "sha384", "sha512", "sha1", "md5", "sha224"]
 OIDS = st.sampled_from(

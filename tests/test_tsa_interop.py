@@ -4,12 +4,8 @@ judges the TSU certificate."""
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import json
 import os
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,13 +23,13 @@ from pki.context import PkiContext
 from pki.issuers import IssuerRegistry
 from pki.profiles import ProfileKind
 from pki.signers import current_signer
-from tests.conftest import BIN, Pki, make_home
-from tests.helpers import pkix_lint, run
-from tests.test_tsa import QUERY, REPLY, FakeClock, Tsa, devserver_records, tsu
+from tests.support.clients import http_request
+from tests.support.judges import BIN, pkix_lint, run
+from tests.support.pki import Pki, make_home
+from tests.support.servers import SceauServer
+from tests.support.tsa import QUERY, REPLY, FakeClock, Tsa, devserver_records, tsu
 from tsa.app import create_app
 from tsa.views import TsaService
-
-SERVER_START_TIMEOUT = 60.0
 
 
 @pytest.fixture
@@ -72,20 +68,22 @@ def openssl_verify(data: Path, reply: Path, pems: tuple[Path, Path]) -> str:
 
 
 @pytest.mark.parametrize("digest", ["-sha256", "-sha384", "-sha512"])
-@pytest.mark.parametrize("cert", [["-cert"], []], ids=["cert", "nocert"])
-@pytest.mark.parametrize("nonce", [[], ["-no_nonce"]], ids=["nonce", "nononce"])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        pytest.param(["-cert"], id="nonce-cert"),
+        pytest.param([], id="nonce-nocert"),
+        pytest.param(["-cert", "-no_nonce"], id="nononce-cert"),
+        pytest.param(["-no_nonce"], id="nononce-nocert"),
+    ],
+)
 def test_openssl_verifies(
-    wsgi: WsgiClient,
-    pems: tuple[Path, Path],
-    tmp_path: Path,
-    digest: str,
-    cert: list[str],
-    nonce: list[str],
+    wsgi: WsgiClient, pems: tuple[Path, Path], tmp_path: Path, digest: str, flags: list[str]
 ) -> None:
     """The issue's judge: openssl ts -query | POST /tsa | openssl ts -verify -data F."""
     data = tmp_path / "invoice.xml"
     data.write_bytes(os.urandom(3000))
-    tsq = openssl_query(data, digest, *cert, *nonce)
+    tsq = openssl_query(data, digest, *flags)
     answer = wsgi.post("/tsa", data=tsq, content_type=QUERY)
     assert answer.status_code == 200 and answer.mimetype == REPLY
     reply = tmp_path / "r.tsr"
@@ -129,6 +127,7 @@ def rsa_tsa(tmp_path_factory: pytest.TempPathFactory, softhsm_conf: Path) -> Ite
     ctx.db.dispose()
 
 
+@pytest.mark.slow  # a second key ceremony of its own, a second apart
 def test_openssl_verifies_rsa_tsu(rsa_tsa: Tsa, tmp_path: Path) -> None:
     ctx = rsa_tsa.service.authority
     signer = current_signer(ctx.db, ProfileKind.TSU, "root", datetime.now(UTC))
@@ -168,59 +167,11 @@ def test_tsu_certificate_passes_pkilint(pki: Pki, tmp_path: Path) -> None:
 # -- a live server ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def http_request(
-    port: int, method: str, path: str, body: bytes | None = None, content_type: str = ""
-) -> tuple[int, str, bytes]:
-    """(status, content type, body) of one request to 127.0.0.1:port."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers={"Content-Type": content_type})
-        answer = conn.getresponse()
-        return answer.status, answer.headers.get("Content-Type", ""), answer.read()
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def live(pki: Pki, tmp_path: Path) -> Iterator[int]:
     """`sceau serve` on the test PKI's home, on a free loopback port: the port."""
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                *(str(BIN / "sceau"), "--home", str(pki.home), "serve", "--port", str(port)),
-                *("--workers", "1", "--threads", "2"),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            assert proc.poll() is None, log.read_text()
-            with contextlib.suppress(OSError):
-                if http_request(port, "GET", "/healthz")[0] == 200:
-                    break
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-        yield port
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    with SceauServer(pki.home, tmp_path / "serve.log", workers=1, threads=2) as server:
+        yield server.port
 
 
 # pyHanko as a signing platform uses a TSA: HTTPTimeStamper (which checks the nonce), then
@@ -262,8 +213,8 @@ def test_live_server_openssl_and_pyhanko(
     data = tmp_path / "contract.pdf"
     data.write_bytes(os.urandom(5000))
     tsq = openssl_query(data, "-sha256", "-cert")
-    status, content_type, reply = http_request(live, "POST", "/tsa", tsq, QUERY)
-    assert (status, content_type) == (200, REPLY)
+    status, headers, reply = http_request(live, "POST", "/tsa", tsq, {"Content-Type": QUERY})
+    assert (status, headers.get("Content-Type")) == (200, REPLY)
     (tmp_path / "r.tsr").write_bytes(reply)
     assert "Verification: OK" in openssl_verify(data, tmp_path / "r.tsr", pems)
 

@@ -58,9 +58,9 @@ def test_every_table_reads_through_todays_models(tmp_path: Path) -> None:
         for mapper in models.Base.registry.mappers:
             session.scalars(select(mapper.class_).limit(5)).all()
         issued = session.scalar(
-            select(func.count()).select_from(models.Certificate).where(
-                models.Certificate.status.in_(["issued", "revoked"])
-            )
+            select(func.count())
+            .select_from(models.Certificate)
+            .where(models.Certificate.status.in_(["issued", "revoked"]))
         )
         credential = session.scalars(select(models.Credential)).one()
         client = session.scalars(select(models.ApiClient)).one()

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
+import pytest
+from flask import Flask
 from werkzeug.test import Client
 
 from core.store.db import head_version
+from pki.profiles import DOCUMENT_TYPES
 from sceau.services import SERVICES, build
-from tests.conftest import Pki
-from tests.helpers import NATURAL, csr_pem
+from tests.support.builders import NATURAL, csr_pem
+from tests.support.pki import Pki
 
 
 def test_every_service_answers_health_and_metrics(pki: Pki) -> None:
@@ -44,22 +49,61 @@ def _flask_path(rule: str) -> str:
     return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule)
 
 
-def test_openapi_describes_exactly_the_platform_api(pki: Pki) -> None:
-    http = Client(pki.app)
-    document = http.get("/ca/openapi.json").json
-    described = {
-        (path, method.upper()) for path, item in document["paths"].items() for method in item
+def _described(document: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(path, method.upper()) for path, item in document["paths"].items() for method in item}
+
+
+def _routes(app: Flask, prefix: str) -> set[tuple[str, str]]:
+    return {
+        (_flask_path(rule.rule), method)
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith(prefix)
+        for method in rule.methods or ()
+        if method not in {"HEAD", "OPTIONS"}
     }
-    routes = set()
-    for app in (build("ca", pki.ctx), build("registration", pki.ctx)):
-        for rule in app.url_map.iter_rules():
-            if rule.rule.startswith(("/ca/api/", "/ra/api/")):
-                routes |= {
-                    (_flask_path(rule.rule), m)
-                    for m in rule.methods or ()
-                    if m not in {"HEAD", "OPTIONS"}
-                }
-    assert described == routes
-    assert set(
-        document["components"]["schemas"]["CertificateRequest"]["properties"]["profile"]["enum"]
-    ) == {p.id for p in pki.ctx.profiles.subscriber_profiles()}
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+@pytest.mark.parametrize(
+    ("service", "document_path", "api"),
+    [
+        pytest.param("ca", "/ca/openapi.json", "/ca/api/", id="ca"),
+        pytest.param("registration", "/ra/openapi.json", "/ra/api/", id="registration"),
+    ],
+)
+def test_openapi_describes_exactly_the_platform_api(
+    pki: Pki, service: str, document_path: str, api: str
+) -> None:
+    """Each service's document describes its own API routes, all of them and no other's;
+    every reference in it points inside it."""
+    document = Client(pki.app).get(document_path).json  # as the dispatcher serves it
+    assert document["openapi"] == "3.1.0"
+    assert _described(document) == _routes(build(service, pki.ctx), api)
+    for ref in _refs(document):
+        target: Any = document
+        for step in ref.removeprefix("#/").split("/"):
+            target = target[step]  # a KeyError names the dangling reference
+
+
+def test_openapi_request_schemas_come_from_the_models(pki: Pki) -> None:
+    ca = Client(pki.app).get("/ca/openapi.json").json["components"]["schemas"]
+    assert ca["CertificateRequest"]["additionalProperties"] is False
+    assert set(ca["CertificateRequest"]["properties"]["profile"]["enum"]) == {
+        p.id for p in pki.ctx.profiles.subscriber_profiles()
+    }
+    assert "IdentityProofRequest" not in ca  # the RA's, in its own document
+    ra = Client(pki.app).get("/ra/openapi.json").json["components"]["schemas"]
+    assert ra["IdentityProofRequest"]["discriminator"]["propertyName"] == "subject_kind"
+    assert ra["IdentityDocument"]["properties"]["type"]["enum"] == list(DOCUMENT_TYPES)
+    assert "CertificateRequest" not in ra

@@ -1,30 +1,55 @@
-"""What every benchmark script needs: running the `sceau` command, a free port, the
-machine's CPU clock, nearest-rank percentiles, and the baseline most of them are set
-against: how fast a key signs through core.hsm.keystore.KeyStore in one or several processes.
+"""What every benchmark script needs: the `main` skeleton (a work directory, SIGTERM,
+errors and --keep-home), argument checks, running the `sceau` command, a throwaway home,
+the machine's CPU clock and description, nearest-rank percentiles, the alarming lines of a
+server log, and the baseline most of them are set against: how fast a key signs through
+core.hsm.keystore.KeyStore in one or several processes.
 
-Not a pytest module (its name does not match test_*.py)."""
+The benchmarks run as modules from the repository root (`.venv/bin/python -m
+tests.benchmarks.NAME`): run as files, tsa.py, ocsp.py, crl.py and audit.py would shadow
+the packages of the same name. Not a pytest module (its name does not match test_*.py)."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import multiprocessing
 import os
+import platform
 import queue
-import socket
+import re
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier, Lock
 from pathlib import Path
+from typing import Any
 
 from core.hsm.algorithms import SignatureScheme
 from core.hsm.keystore import HsmConfig, KeyStore
+from tests.support.servers import ServerError
 
 HOST = "127.0.0.1"
 SCEAU = Path(sys.executable).parent / "sceau"
+# Every request goes to the server a script started, on loopback, and nowhere else. A base
+# URL that looks public: with 127.0.0.1 pkilint flags the certificate URLs as internal and
+# `sceau init` would write accepted findings, which the benchmarks must not need.
+BASE_URL = "http://pki.example.com"
+DOCUMENTS_URL = "https://pki.example.com"
+# Lines of a server log worth reporting: tracebacks, errors, SQLite lock waits that gave
+# up, and gunicorn killing workers.
+LOG_ALARMS = re.compile(
+    r"Traceback|\bERROR\b|\bCRITICAL\b|database is locked|WORKER TIMEOUT|was sent SIG",
+    re.IGNORECASE,
+)
+# Each worker boots once at start; one more boot means gunicorn replaced a dead worker.
+BOOTING = "Booting worker"
 
 SignOutcome = tuple[int, float] | str  # (signatures, seconds) or why the child failed
 
@@ -46,13 +71,18 @@ def run_sceau(*args: str | Path) -> str:
     return done.stdout
 
 
-def free_port() -> int:
-    # The port may be taken again before the server binds it; the health check then
-    # fails with the server's log, which says so.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+def init_home(home: Path, *args: str) -> None:
+    """`sceau init` of a throwaway home with the public-looking base URL; ``args`` add to it."""
+    run_sceau(
+        "init", "--home", home, "--base-url", BASE_URL, "--documents-url", DOCUMENTS_URL, *args
+    )
+
+
+def add_client(home: Path, *profiles: str) -> str:
+    """`sceau client add bench`: its bearer token (alone on the last line printed)."""
+    listed = [arg for profile in profiles for arg in ("--profile", profile)]
+    out = run_sceau("--home", home, "client", "add", "bench", *listed)
+    return out.strip().splitlines()[-1].strip()
 
 
 def machine_busy_seconds() -> float:
@@ -72,17 +102,22 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     return sorted_values[rank - 1]
 
 
+@dataclass(frozen=True)
+class SigningKey:
+    """A key in the token and the scheme the service under test signs with."""
+
+    hsm: HsmConfig
+    label: str
+    scheme: SignatureScheme
+
+
 def sign_loop(
-    hsm: HsmConfig,
-    label: str,
-    scheme: SignatureScheme,
-    seconds: float,
-    start: Barrier | None = None,
-    opening: Lock | None = None,
+    key: SigningKey, seconds: float, start: Barrier | None = None, opening: Lock | None = None
 ) -> tuple[int, float]:
-    """Sign a digest of the scheme's size with key ``label`` for ``seconds``, one
-    signature per call as the services sign: (count, elapsed)."""
-    keys = KeyStore(hsm)
+    """Sign a digest of the scheme's size with ``key`` for ``seconds``, one signature per
+    call as the services sign: (count, elapsed)."""
+    keys = KeyStore(key.hsm)
+    label, scheme = key.label, key.scheme
     digest = os.urandom(scheme.hash.digest_size)
     try:
         # Loading the module, logging in and finding the key happen here, untimed, one
@@ -104,24 +139,16 @@ def sign_loop(
 
 
 def _sign_child(
-    hsm: HsmConfig,
-    label: str,
-    scheme: SignatureScheme,
-    seconds: float,
-    start: Barrier,
-    opening: Lock,
-    results: Queue[SignOutcome],
+    key: SigningKey, seconds: float, start: Barrier, opening: Lock, results: Queue[SignOutcome]
 ) -> None:
     try:
-        results.put(sign_loop(hsm, label, scheme, seconds, start, opening))
+        results.put(sign_loop(key, seconds, start, opening))
     except Exception as exc:
         start.abort()  # the others stop waiting for this one
         results.put(f"{type(exc).__name__}: {exc}")
 
 
-def parallel_sign_rate(
-    hsm: HsmConfig, label: str, scheme: SignatureScheme, processes: int, seconds: float
-) -> float:
+def parallel_sign_rate(key: SigningKey, processes: int, seconds: float) -> float:
     """Signatures per second of ``processes`` processes signing at once, each with its own
     KeyStore and PKCS#11 session, as each gunicorn worker has."""
     # spawn, not fork: each child loads SoftHSM2 afresh, as a gunicorn worker does (the
@@ -132,7 +159,7 @@ def parallel_sign_rate(
     children = [
         ctx.Process(
             target=_sign_child,
-            args=(hsm, label, scheme, seconds, start, opening, results),
+            args=(key, seconds, start, opening, results),
             daemon=True,
         )
         for _ in range(processes)
@@ -166,3 +193,107 @@ def parallel_sign_rate(
     return sum(
         count / elapsed for count, elapsed in (o for o in outcomes if not isinstance(o, str))
     )
+
+
+# -- the main skeleton ------------------------------------------------------------------------
+
+
+def bounded(kind: Callable[[str], Any], low: float, high: float) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` of the text, between ``low`` and ``high`` inclusive."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def arguments(doc: str | None) -> argparse.ArgumentParser:
+    """A parser described by the first paragraph of the script's docstring, with --keep-home."""
+    first_paragraph = " ".join((doc or "").split("\n\n")[0].split())
+    parser = argparse.ArgumentParser(description=first_paragraph or None)
+    parser.add_argument(
+        "--keep-home",
+        action="store_true",
+        help="keep the temporary home(s) and server log(s), and print where",
+    )
+    return parser
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    # As Ctrl-C does: unwind through the finally blocks that stop the server.
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def run_main(
+    benchmark: Callable[[argparse.Namespace, Path], int], args: argparse.Namespace, name: str
+) -> int:
+    """Run ``benchmark(args, workdir)`` in a fresh temporary directory: its exit status, 2
+    when it could not run (BenchmarkError, a server that would not start), 130 when
+    interrupted (Ctrl-C or SIGTERM). The directory goes unless --keep-home."""
+    signal.signal(signal.SIGTERM, _terminated)
+    workdir = Path(tempfile.mkdtemp(prefix=f"sceau-bench-{name}-"))
+    try:
+        return benchmark(args, workdir)
+    except (BenchmarkError, ServerError) as exc:
+        print(f"benchmark error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if args.keep_home:
+            print(f"kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+# -- the report -------------------------------------------------------------------------------
+
+
+def machine_info(*, detailed: bool = False) -> list[str]:
+    """The report's first lines: cores, CPU model, Python, platform (``detailed``: also
+    os.cpu_count, the Python implementation and the SoftHSM2 version)."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    nproc = f"nproc            {len(os.sched_getaffinity(0))}"
+    python = f"python           {platform.python_version()}"
+    lines = [
+        nproc + (f" (os.cpu_count {os.cpu_count()})" if detailed else ""),
+        f"cpu              {model or platform.processor() or 'unknown'}",
+        python + (f" ({platform.python_implementation()})" if detailed else ""),
+        f"platform         {platform.platform()}",
+    ]
+    if detailed:
+        softhsm = subprocess.run(
+            ["softhsm2-util", "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        lines.append(f"softhsm2         {softhsm or 'unknown'}")
+    return lines
+
+
+def log_lines(log_path: Path, until: int) -> list[str]:
+    """The lines of the first ``until`` bytes of a log (what came before our own SIGTERM,
+    after which gunicorn logs its shutdown as a matter of course)."""
+    try:
+        with log_path.open("rb") as log:
+            return log.read(until).decode(errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def alarm_lines(log_path: Path, until: int, workers: int | None = None) -> list[str]:
+    """The alarming lines of a server log up to ``until`` bytes and, given how many
+    ``workers`` it started with, the boots of workers that replaced dead ones."""
+    lines = log_lines(log_path, until)
+    alarms = [line for line in lines if LOG_ALARMS.search(line)]
+    if workers is None:
+        return alarms
+    restarts = [line for line in lines if BOOTING in line][workers:]
+    return alarms + [f"(worker restart) {line}" for line in restarts]

@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    .venv/bin/python tests/benchmarks/crl.py [--sizes 100000 1000000] [--postgres]
+    .venv/bin/python -m tests.benchmarks.crl [--sizes 100000 1000000] [--postgres]
         [--keep-home]
 
 For each size it builds a throwaway home (`sceau init`, a SoftHSM2 token), inserts that many
@@ -13,7 +13,7 @@ encode the entries, sign in the token, store the row and its audit event. It rep
 time of each phase and the peak memory the publication added to the process (peak RSS
 minus RSS just before), next to the size of the CRL itself: the targets are under 5 s for
 100,000 entries, under 60 s for 1,000,000, and memory growing no faster than the CRL.
-With --postgres the same runs on a throwaway PostgreSQL cluster (tests/pgcluster.py).
+With --postgres the same runs on a throwaway PostgreSQL cluster (tests/support/postgres.py).
 The last line is machine-readable (RESULT ...).
 
 Not a pytest test: the file name does not match test_*.py, so pytest never collects it.
@@ -27,21 +27,27 @@ import json
 import os
 import random
 import resource
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks.common import BenchmarkError, run_sceau
+import psycopg
+from cryptography import x509
+from sqlalchemy import select
+
+from core.config import load_config
+from core.store.models import Crl
+from crl.publisher import FULL, CrlPublisher
+from pki.context import PkiContext
+from tests.benchmarks.common import BASE_URL, BenchmarkError, arguments, run_main, run_sceau
+from tests.support.postgres import PgCluster, start_cluster
 
 REPO = Path(__file__).resolve().parents[2]
-# A public-looking base URL, as the test suite uses: nothing is served, the CRL names it.
-BASE_URL = "http://pki.example.com"
 ISSUER = "persons"
 PROFILE = "person-lcp"
 INSERT_BATCH = 50_000
@@ -120,8 +126,6 @@ def _sqlite_batch(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None
 
 
 def insert_postgres(url: str, count: int) -> None:
-    import psycopg
-
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
     columns = (
         "issuer_id, serial, profile, status, subject, tbs, not_before, not_after,"
@@ -155,11 +159,6 @@ def _rss() -> int:
 
 def measure(home: Path) -> dict[str, Any]:
     """In this (fresh) process: publish the issuing CA's CRL once, phase by phase."""
-    sys.path.insert(0, str(REPO))
-    from core.config import load_config
-    from crl.publisher import FULL, CrlPublisher
-    from pki.context import PkiContext
-
     ctx = PkiContext.open(load_config(home))
     publisher = CrlPublisher(ctx, actor="benchmark")
     issuer = ctx.issuers.get(ISSUER)
@@ -187,11 +186,6 @@ def measure(home: Path) -> dict[str, Any]:
 
 def check(ctx: Any, ca_der: bytes, number: int, *, size: int) -> None:
     """Outside the timing: the stored CRL parses, lists every entry, and its signature holds."""
-    from cryptography import x509
-    from sqlalchemy import select
-
-    from core.store.models import Crl
-
     with ctx.db.read() as session:
         der = session.execute(
             select(Crl.der).where(Crl.issuer_id == ISSUER, Crl.number == number)
@@ -217,7 +211,7 @@ def bench_one(backend: str, size: int, work: Path, database_url: str | None) -> 
         f"  inserted {size:,} revoked certificates in {time.perf_counter() - t:.1f} s", flush=True
     )
     done = subprocess.run(
-        [sys.executable, __file__, "--measure", str(home)],
+        [sys.executable, "-m", "tests.benchmarks.crl", "--measure", str(home)],
         capture_output=True,
         text=True,
         check=False,
@@ -244,28 +238,22 @@ def report(backend: str, size: int, r: dict[str, Any]) -> None:
     )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = arguments(__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--postgres", action="store_true", help="also on PostgreSQL")
-    parser.add_argument("--keep-home", action="store_true")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the child process
-    args = parser.parse_args()
-    if args.measure:
-        print(json.dumps(measure(args.measure)))
-        return 0
+    return parser.parse_args(argv)
 
-    work = Path(tempfile.mkdtemp(prefix="sceau-crl-bench-"))
+
+def benchmark(args: argparse.Namespace, work: Path) -> int:
     results: dict[str, dict[int, dict[str, Any]]] = {}
-    cluster = None
+    cluster: PgCluster | None = None
     try:
         backends = ["sqlite"] + (["postgresql"] if args.postgres else [])
         for backend in backends:
             url = None
             if backend == "postgresql":
-                sys.path.insert(0, str(REPO))
-                from tests.pgcluster import start_cluster
-
                 cluster = start_cluster(work)
             print(f"{backend}:", flush=True)
             for size in args.sizes:
@@ -273,16 +261,9 @@ def main() -> int:
                     url = cluster.create_database(f"crl_bench_{size}")
                 results.setdefault(backend, {})[size] = r = bench_one(backend, size, work, url)
                 report(backend, size, r)
-    except BenchmarkError as exc:
-        print(f"benchmark error: {exc}", file=sys.stderr)
-        return 2
     finally:
         if cluster is not None:
             cluster.stop()
-        if args.keep_home:
-            print(f"homes kept under {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     fields = []
     for backend, by_size in results.items():
         for size, r in by_size.items():
@@ -294,6 +275,14 @@ def main() -> int:
             ]
     print("RESULT " + " ".join(fields))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.measure:
+        print(json.dumps(measure(args.measure)))
+        return 0
+    return run_main(benchmark, args, "crl")
 
 
 if __name__ == "__main__":

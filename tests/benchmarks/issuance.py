@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    .venv/bin/python tests/benchmarks/issuance.py [--requests N] [--concurrency 16]
+    .venv/bin/python -m tests.benchmarks.issuance [--requests N] [--concurrency 16]
         [--workers 2] [--keep-home]
 
 It builds a throwaway home (`sceau init`, a SoftHSM2 token), starts `sceau serve` on a free
@@ -21,48 +21,38 @@ import argparse
 import contextlib
 import http.client
 import json
-import os
-import platform
 import re
 import resource
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from core.config import load_config
 from core.hsm.algorithms import KeyAlgorithm, default_scheme
 from sceau.ceremony import ca_key_label
 from tests.benchmarks.common import (
     HOST,
-    SCEAU,
     BenchmarkError,
-    free_port,
+    SigningKey,
+    add_client,
+    arguments,
+    bounded,
+    init_home,
+    log_lines,
     machine_busy_seconds,
+    machine_info,
     parallel_sign_rate,
     percentile,
-    run_sceau,
+    run_main,
     sign_loop,
 )
+from tests.support.builders import NATURAL, csr_pem
+from tests.support.servers import SceauServer
 
-# Every request goes to the server this script started, on loopback, and nowhere else.
-# A base URL that looks public: with 127.0.0.1 pkilint flags the certificate URLs as
-# internal and `sceau init` would write accepted findings, which this benchmark must not need.
-BASE_URL = "http://pki.example.com"
-DOCUMENTS_URL = "https://pki.example.com"
 PROFILE = "person-lcp"
 CA_KEY = ca_key_label("persons")  # the issuing CA of person-lcp
 CA_KEY_ALGORITHM = KeyAlgorithm.EC_P384  # what the ceremony generates for it
@@ -70,7 +60,6 @@ CA_SCHEME = default_scheme(CA_KEY_ALGORITHM)  # as it signs certificates
 ISSUE_PATH = "/ca/api/v1/certificates"
 PROOF_PATH = "/ra/api/v1/identity-proofs"
 
-HEALTH_TIMEOUT = 60.0
 # Above gunicorn's 60 s worker timeout: a stuck request shows up as the server's 5xx or
 # a reset, not as our own timeout.
 REQUEST_TIMEOUT = 90.0
@@ -100,141 +89,17 @@ LOG_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Timeout)\b")
 # What differs between two occurrences of the same alarm: times, pids, request ids.
 LOG_VARYING = re.compile(r"\d+")
 
-# The identity a platform vouches for (delegated method): verified at once, reusable for
-# any number of certificates. A copy of tests/helpers.py NATURAL, which this script, run
-# as a file, cannot import.
-NATURAL: dict[str, Any] = {
-    "subject_kind": "natural",
-    "method": "delegated",
-    "subject": {
-        "given_name": "Jeanne",
-        "surname": "Dupont",
-        "email": "jeanne.dupont@example.com",
-        "country": "FR",
-    },
-    "document": {
-        "type": "id-card",
-        "number": "X4RTBPFW4",
-        "issuing_country": "FR",
-        "expires_on": "2033-05-01",
-    },
-}
+# -- CPU use ------------------------------------------------------------------------------
 
 
-# -- the server ---------------------------------------------------------------------------
-
-
-class Server:
-    """`sceau serve` in its own process group, so that stopping it reaches every worker."""
-
-    def __init__(self, home: Path, port: int, workers: int, log_path: Path) -> None:
-        self.home = home
-        self.port = port
-        self.workers = workers
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("wb") as log:
-            # The child keeps its own descriptor of the log; ours can close.
-            self.proc = subprocess.Popen(
-                [
-                    str(SCEAU),
-                    "--home",
-                    str(self.home),
-                    "serve",
-                    "--host",
-                    HOST,
-                    "--port",
-                    str(self.port),
-                    "--workers",
-                    str(self.workers),
-                    "--threads",
-                    str(SERVER_THREADS),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def wait_healthy(self, timeout: float = HEALTH_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            if self.proc is None or self.proc.poll() is not None:
-                raise BenchmarkError(f"the server exited before answering:\n{self.log_tail()}")
-            conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
-            try:
-                conn.request("GET", "/healthz")
-                resp = conn.getresponse()
-                resp.read()
-                if resp.status == 200:
-                    return
-                last = f"HTTP {resp.status}"
-            except (OSError, http.client.HTTPException) as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            finally:
-                conn.close()
-            time.sleep(0.2)
-        raise BenchmarkError(
-            f"/healthz not 200 within {timeout:.0f} s ({last}):\n{self.log_tail()}"
-        )
-
-    @property
-    def pgid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-    def stop(self) -> None:
-        """SIGTERM the group (gunicorn stops its workers gracefully), SIGKILL if it lingers."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        for sig, grace in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
-            # start_new_session made the server its own group leader: pgid == its pid.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout=grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        # Workers outliving their master would keep the CPU busy during the HSM baseline.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-    def log_tail(self, lines: int = LOG_EXCERPT_LINES) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no server log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def group_cpu_seconds(pgid: int) -> dict[int, float]:
-    """User + system CPU seconds of each live process of a process group (Linux /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    seconds = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            raw = stat.read_text()
-        except OSError:
-            continue  # exited meanwhile
-        # Fields after "(comm)": state ppid pgrp ... utime (14th field) stime (15th).
-        rest = raw[raw.rindex(")") + 2 :].split()
-        if int(rest[2]) == pgid:
-            seconds[int(stat.parent.name)] = (int(rest[11]) + int(rest[12])) / tick
-    return seconds
-
-
-def own_cpu_seconds(server_pgid: int | None) -> float:
+def own_cpu_seconds(server: SceauServer | None) -> float:
     """CPU seconds of this process, its reaped children and the live server group."""
     own = 0.0
     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
         usage = resource.getrusage(who)
         own += usage.ru_utime + usage.ru_stime
-    if server_pgid is not None:
-        own += sum(group_cpu_seconds(server_pgid).values())
+    if server is not None:
+        own += sum(server.cpu_seconds().values())
     return own
 
 
@@ -252,9 +117,9 @@ class Quietness:
 
 
 @contextlib.contextmanager
-def watching(server_pgid: int | None = None) -> Iterator[Quietness]:
+def watching(server: SceauServer | None = None) -> Iterator[Quietness]:
     quiet = Quietness()
-    busy, own, began = machine_busy_seconds(), own_cpu_seconds(server_pgid), time.perf_counter()
+    busy, own, began = machine_busy_seconds(), own_cpu_seconds(server), time.perf_counter()
     try:
         yield quiet
     finally:
@@ -263,7 +128,7 @@ def watching(server_pgid: int | None = None) -> Iterator[Quietness]:
         # figure would only mean "nothing else ran".
         quiet.others = max(
             0.0,
-            (machine_busy_seconds() - busy) - (own_cpu_seconds(server_pgid) - own),
+            (machine_busy_seconds() - busy) - (own_cpu_seconds(server) - own),
         )
 
 
@@ -304,17 +169,10 @@ def issuance_bodies(count: int, proofs: Sequence[str]) -> list[bytes]:
     """Request bodies with fresh P-256 CSRs, encoded now so the timed phase only sends."""
     bodies = []
     for i in range(count):
-        key = ec.generate_private_key(ec.SECP256R1())
-        csr = (
-            x509.CertificateSigningRequestBuilder()
-            # Ignored: the subject comes from the identity proof.
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Benchmark")]))
-            .sign(key, hashes.SHA256())
-        )
         request = {
             "profile": PROFILE,
             "identity_proof": proofs[i % len(proofs)],
-            "csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
+            "csr": csr_pem(cn="Benchmark"),  # ignored: the subject comes from the proof
         }
         bodies.append(json.dumps(request).encode())
     return bodies
@@ -343,6 +201,22 @@ class LoadResult:
     def rate(self) -> float:
         return len(self.latencies) / self.wall if self.wall > 0 else 0.0
 
+    def fail(self, kind: str, detail: str) -> None:
+        """Count one failed request (under the caller's lock)."""
+        self.failures += 1
+        self.statuses[kind] = self.statuses.get(kind, 0) + 1
+        if self.first_failure is None:
+            self.first_failure = detail[:FAILURE_BODY_CHARS]
+
+    def count_unsent(self) -> None:
+        """The requests left when the deadline passed count as failures."""
+        self.unsent = self.requested - len(self.latencies) - self.failures
+        if self.unsent:
+            self.failures += self.unsent
+            self.statuses["not sent (deadline)"] = self.unsent
+            if self.first_failure is None:
+                self.first_failure = f"{self.unsent} requests not sent: the deadline passed"
+
     def rates_by_slice(self, slices: int = 4) -> list[float]:
         """Issuance rate over consecutive equal shares of the successes."""
         done = sorted(self.completions)
@@ -356,25 +230,24 @@ class LoadResult:
 
 
 def run_load(
-    port: int,
+    server: SceauServer,
     token: str,
     bodies: Sequence[bytes],
-    concurrency: int,
-    deadline: float,
-    server_pgid: int | None = None,
+    args: argparse.Namespace,
+    *,
+    measure_server: bool = False,
 ) -> LoadResult:
-    """Post every body once from `concurrency` threads, each with its own keep-alive
-    connection; stop taking new requests at `deadline` (time.monotonic())."""
+    """Post every body once from --concurrency threads, each with its own keep-alive
+    connection; stop taking new requests after --timeout seconds. With ``measure_server``,
+    also the CPU each server process spent."""
+    port, concurrency, deadline = server.port, args.concurrency, time.monotonic() + args.timeout
     result = LoadResult(requested=len(bodies))
     lock = threading.Lock()
     pending: Iterator[bytes] = iter(bodies)
 
     def fail(kind: str, detail: str) -> None:
         with lock:
-            result.failures += 1
-            result.statuses[kind] = result.statuses.get(kind, 0) + 1
-            if result.first_failure is None:
-                result.first_failure = detail[:FAILURE_BODY_CHARS]
+            result.fail(kind, detail)
 
     def client() -> None:
         conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT)
@@ -408,7 +281,7 @@ def run_load(
     threads = [
         threading.Thread(target=client, name=f"client-{i}", daemon=True) for i in range(concurrency)
     ]
-    server_cpu = group_cpu_seconds(server_pgid) if server_pgid is not None else {}
+    server_cpu = server.cpu_seconds() if measure_server else {}
     client_cpu = time.process_time()
     result.began = time.perf_counter()
     for thread in threads:
@@ -418,47 +291,16 @@ def run_load(
         thread.join(timeout=max(0.0, deadline - time.monotonic()) + REQUEST_TIMEOUT + 5)
     result.wall = time.perf_counter() - result.began
     result.client_cpu = time.process_time() - client_cpu
-    if server_pgid is not None:
-        result.server_master = server_pgid
-        after = group_cpu_seconds(server_pgid)
+    if measure_server:
+        result.server_master = server.pgid
+        after = server.cpu_seconds()
         result.server_cpu = {pid: after[pid] - server_cpu.get(pid, 0.0) for pid in after}
     with lock:
-        done = len(result.latencies) + result.failures
-        result.unsent = len(bodies) - done
-        if result.unsent:
-            result.failures += result.unsent
-            result.statuses["not sent (deadline)"] = result.unsent
-            if result.first_failure is None:
-                result.first_failure = f"{result.unsent} requests not sent: the deadline passed"
+        result.count_unsent()
     return result
 
 
-# -- the HSM baseline ---------------------------------------------------------------------
-
-
-# A child's (signatures, seconds), or why it failed.
-
-
 # -- the report ---------------------------------------------------------------------------
-
-
-def machine_info() -> list[str]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    softhsm = subprocess.run(
-        ["softhsm2-util", "--version"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return [
-        f"nproc            {len(os.sched_getaffinity(0))} (os.cpu_count {os.cpu_count()})",
-        f"cpu              {model or platform.processor() or 'unknown'}",
-        f"python           {platform.python_version()} ({platform.python_implementation()})",
-        f"platform         {platform.platform()}",
-        f"softhsm2         {softhsm or 'unknown'}",
-    ]
 
 
 @dataclass
@@ -474,11 +316,7 @@ def server_alarms(log_path: Path, until: int, workers: int) -> list[Alarm]:
     """Alarming records of the first `until` bytes of the log, worker restarts included,
     one entry per kind (the same message from another worker or at another time counts
     as the same kind), in order of first appearance."""
-    try:
-        with log_path.open("rb") as log:
-            lines = log.read(until).decode(errors="replace").splitlines()
-    except OSError:
-        return []
+    lines = log_lines(log_path, until)
     # A record is a timestamped line and the traceback lines that follow it.
     records: list[list[str]] = []
     for line in lines:
@@ -526,7 +364,7 @@ def report(args: argparse.Namespace, m: Measurements) -> None:
     ratio = load.rate / sign_np if sign_np else float("nan")
     print()
     print("== Sceau issuance benchmark ==")
-    for line in machine_info():
+    for line in machine_info(detailed=True):
         print(line)
     print(
         f"setup            {args.workers} gunicorn workers x {SERVER_THREADS} threads, SQLite, "
@@ -591,100 +429,48 @@ def report(args: argparse.Namespace, m: Measurements) -> None:
 # -- main -----------------------------------------------------------------------------------
 
 
-def bounded_int(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
-        return value
-
-    return parse
-
-
-def positive_seconds(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError("must be above 0 and at most 3600 seconds")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--requests",
-        type=bounded_int(1, 100_000),
-        default=2000,
-        help="timed issuance requests (default 2000)",
-    )
-    parser.add_argument(
-        "--concurrency",
-        type=bounded_int(1, 256),
-        default=16,
-        help="concurrent clients, one connection each (default 16)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=bounded_int(1, 16),
-        default=2,
-        help="gunicorn workers, and processes of the HSM baseline (default 2)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=positive_seconds,
-        default=600.0,
-        help="give up sending after this many seconds of the timed phase",
-    )
-    parser.add_argument(
-        "--hsm-seconds",
-        type=positive_seconds,
-        default=3.0,
-        help="duration of each raw HSM signing measurement (default 3)",
-    )
-    parser.add_argument(
-        "--keep-home",
-        action="store_true",
-        help="keep the temporary home and server log, and print where",
-    )
+    parser = arguments(__doc__)
+    for flag, kind, low, high, default, text in (
+        ("--requests", int, 1, 100_000, 2000, "timed issuance requests (default 2000)"),
+        ("--concurrency", int, 1, 256, 16, "concurrent clients, one connection each (default 16)"),
+        ("--workers", int, 1, 16, 2, "gunicorn workers, and HSM baseline processes (default 2)"),
+        ("--timeout", float, 1e-3, 3600, 600.0, "stop sending after this many seconds (timed)"),
+        ("--hsm-seconds", float, 1e-3, 3600, 3.0, "seconds of each raw HSM signing run"),
+    ):
+        parser.add_argument(flag, type=bounded(kind, low, high), default=default, help=text)
     return parser.parse_args(argv)
+
+
+def issuance_phases(
+    args: argparse.Namespace, server: SceauServer, token: str, quiet: dict[str, Quietness]
+) -> LoadResult:
+    """Identity proofs and CSRs, a warm-up, then the timed requests."""
+    proofs = create_proofs(server.port, token, PROOFS)
+    bodies = issuance_bodies(WARMUP_REQUESTS + args.requests, proofs)
+    print(f"{len(proofs)} identity proofs, {len(bodies)} CSRs ready; warming up", flush=True)
+    warm = run_load(server, token, bodies[:WARMUP_REQUESTS], args)
+    if warm.failures:
+        raise BenchmarkError(f"warm-up failed ({warm.statuses}): {warm.first_failure}")
+    print(f"timed phase: {args.requests} requests", flush=True)
+    with watching(server) as quiet["issuance"]:
+        return run_load(server, token, bodies[WARMUP_REQUESTS:], args, measure_server=True)
 
 
 def benchmark(args: argparse.Namespace, workdir: Path) -> int:
     home = workdir / "home"
     log_path = workdir / "server.log"
     print(f"home {home}; server log {log_path}", flush=True)
-    run_sceau("init", "--home", home, "--base-url", BASE_URL, "--documents-url", DOCUMENTS_URL)
-    # `client add` prints the token alone on its last line.
-    token = run_sceau("--home", home, "client", "add", "bench", "--profile", PROFILE)
-    token = token.strip().splitlines()[-1].strip()
+    init_home(home)
+    token = add_client(home, PROFILE)
 
     quiet: dict[str, Quietness] = {}
-    server = Server(home, free_port(), args.workers, log_path)
+    server = SceauServer(home, log_path, workers=args.workers, threads=SERVER_THREADS)
     try:
         server.start()
         server.wait_healthy()
         print(f"server up on {HOST}:{server.port} ({args.workers} workers)", flush=True)
-        proofs = create_proofs(server.port, token, PROOFS)
-        bodies = issuance_bodies(WARMUP_REQUESTS + args.requests, proofs)
-        print(f"{len(proofs)} identity proofs, {len(bodies)} CSRs ready; warming up", flush=True)
-        warm = run_load(
-            server.port,
-            token,
-            bodies[:WARMUP_REQUESTS],
-            args.concurrency,
-            time.monotonic() + args.timeout,
-        )
-        if warm.failures:
-            raise BenchmarkError(f"warm-up failed ({warm.statuses}): {warm.first_failure}")
-        print(f"timed phase: {args.requests} requests", flush=True)
-        with watching(server.pgid) as quiet["issuance"]:
-            load = run_load(
-                server.port,
-                token,
-                bodies[WARMUP_REQUESTS:],
-                args.concurrency,
-                time.monotonic() + args.timeout,
-                server_pgid=server.pgid,
-            )
+        load = issuance_phases(args, server, token, quiet)
     finally:
         # Where the run ends and our shutdown begins, in the log.
         log_size = log_path.stat().st_size if log_path.exists() else 0
@@ -692,40 +478,20 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
     alarms = server_alarms(log_path, log_size, args.workers)
 
     # The server is gone: the signing baseline has the CPU to itself.
-    hsm = load_config(home).hsm
+    key = SigningKey(load_config(home).hsm, CA_KEY, CA_SCHEME)
     print("raw HSM signing rate, 1 process", flush=True)
     with watching() as quiet["HSM 1p"]:
-        count, elapsed = sign_loop(hsm, CA_KEY, CA_SCHEME, args.hsm_seconds)
+        count, elapsed = sign_loop(key, args.hsm_seconds)
     print(f"raw HSM signing rate, {args.workers} processes", flush=True)
     with watching() as quiet[f"HSM {args.workers}p parallel"]:
-        sign_np = parallel_sign_rate(hsm, CA_KEY, CA_SCHEME, args.workers, args.hsm_seconds)
+        sign_np = parallel_sign_rate(key, args.workers, args.hsm_seconds)
 
     report(args, Measurements(load, count / elapsed, sign_np, alarms, quiet))
     return 1 if load.failures else 0
 
 
-def _terminated(signum: int, _frame: object) -> None:
-    # As Ctrl-C does: unwind through the finally blocks that stop the server.
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminated)
-    workdir = Path(tempfile.mkdtemp(prefix="sceau-bench-"))
-    try:
-        return benchmark(args, workdir)
-    except BenchmarkError as exc:
-        print(f"benchmark error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        if args.keep_home:
-            print(f"kept {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    return run_main(benchmark, parse_args(argv), "issuance")
 
 
 if __name__ == "__main__":

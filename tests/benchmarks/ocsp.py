@@ -3,7 +3,7 @@ each request) set against the raw signature rate of the responder key.
 
 Run from the repository root:
 
-    .venv/bin/python tests/benchmarks/ocsp.py [--seconds 10] [--nonce-seconds 5]
+    .venv/bin/python -m tests.benchmarks.ocsp [--seconds 10] [--nonce-seconds 5]
         [--concurrency 32] [--workers 2] [--certificates 200] [--keep-home]
 
 It builds a throwaway home (`sceau init` with a public-looking base URL, a SoftHSM2
@@ -31,35 +31,19 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
-import http.client
 import json
-import multiprocessing
 import os
-import platform
-import queue
-import re
-import resource
-import selectors
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import NameOID
 
 from core.config import load_config
 from core.hsm.algorithms import HashAlgorithm, Padding, SignatureScheme
@@ -68,24 +52,28 @@ from pki.profiles import ProfileKind
 from pki.signers import current_signer
 from tests.benchmarks.common import (
     HOST,
-    SCEAU,
     BenchmarkError,
-    free_port,
+    SigningKey,
+    add_client,
+    alarm_lines,
+    arguments,
+    bounded,
+    init_home,
+    machine_info,
     parallel_sign_rate,
     percentile,
-    run_sceau,
+    run_main,
     sign_loop,
 )
+from tests.benchmarks.load import IO_TIMEOUT, Load, Plan, drive_in_child
+from tests.support.builders import NATURAL, csr_pem
+from tests.support.clients import http_request
+from tests.support.servers import SceauServer
 
-# Every request goes to the server this script started, on loopback, and nowhere else.
-BASE_URL = "http://pki.example.com"  # a public-looking base URL: no accepted lint findings
-DOCUMENTS_URL = "https://pki.example.com"
 PROFILE = "person-lcp"
 ISSUER = "persons"  # the issuing CA of person-lcp, whose responder signs the answers
 # How the responder key (EC, the ceremony's default) signs a response.
 RESPONDER_SCHEME = SignatureScheme(HashAlgorithm.SHA256, Padding.ECDSA)
-HEALTH_TIMEOUT = 60.0
-IO_TIMEOUT = 30.0  # a connection silent this long fails the run
 WARMUP_SECONDS = 3.0
 MAX_REQUESTS = 1_000_000  # per phase, whatever --seconds says
 TARGET_RPS = 4000.0
@@ -93,130 +81,15 @@ TARGET_P99_MS = 20.0
 # The beginning of a successful OCSPResponse after its SEQUENCE header: responseStatus
 # ENUMERATED 0 (the whole response is verified with OpenSSL on a sample).
 SUCCESSFUL = b"\x0a\x01\x00"
-LOG_ALARMS = re.compile(
-    r"Traceback|\bERROR\b|\bCRITICAL\b|database is locked|WORKER TIMEOUT|was sent SIG",
-    re.IGNORECASE,
-)
-BOOTING = "Booting worker"
-
-# A copy of tests/helpers.py NATURAL, which this script, run as a file, cannot import.
-NATURAL: dict[str, Any] = {
-    "subject_kind": "natural",
-    "method": "delegated",
-    "subject": {
-        "given_name": "Jeanne",
-        "surname": "Dupont",
-        "email": "jeanne.dupont@example.com",
-        "country": "FR",
-    },
-    "document": {
-        "type": "id-card",
-        "number": "X4RTBPFW4",
-        "issuing_country": "FR",
-        "expires_on": "2033-05-01",
-    },
-}
-
-
-# -- the server ---------------------------------------------------------------------------
-
-
-class Server:
-    """`sceau serve` in its own process group, so that stopping it reaches every worker."""
-
-    def __init__(self, home: Path, workers: int, log_path: Path) -> None:
-        self.home = home
-        self.port = free_port()
-        self.workers = workers
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [
-                    str(SCEAU),
-                    "--home",
-                    str(self.home),
-                    "serve",
-                    "--host",
-                    HOST,
-                    "--port",
-                    str(self.port),
-                    "--workers",
-                    str(self.workers),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + HEALTH_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchmarkError(f"the server exited:\n{self.log_tail()}")
-            conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
-            try:
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    return
-            except (OSError, http.client.HTTPException):
-                pass
-            finally:
-                conn.close()
-            time.sleep(0.2)
-        raise BenchmarkError(f"/healthz did not answer:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        for sig, grace in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout=grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-
-    def cpu_seconds(self) -> dict[int, float]:
-        """User + system CPU seconds of each live process of the server's group."""
-        if self.proc is None:
-            return {}
-        tick = os.sysconf("SC_CLK_TCK")
-        seconds = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                raw = stat.read_text()
-            except OSError:
-                continue
-            rest = raw[raw.rindex(")") + 2 :].split()
-            if int(rest[2]) == self.proc.pid:
-                seconds[int(stat.parent.name)] = (int(rest[11]) + int(rest[12])) / tick
-        return seconds
-
-    def log_tail(self, lines: int = 20) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return "(no server log)"
 
 
 def api(port: int, token: str, path: str, body: dict[str, Any]) -> Any:
-    conn = http.client.HTTPConnection(HOST, port, timeout=IO_TIMEOUT)
-    try:
-        conn.request(
-            "POST",
-            path,
-            body=json.dumps(body),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
-        resp = conn.getresponse()
-        data = resp.read()
-    finally:
-        conn.close()
-    if resp.status not in {200, 201}:
-        raise BenchmarkError(f"POST {path}: HTTP {resp.status}: {data[:500]!r}")
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    status, _, data = http_request(
+        port, "POST", path, json.dumps(body).encode(), headers, timeout=IO_TIMEOUT
+    )
+    if status not in {200, 201}:
+        raise BenchmarkError(f"POST {path}: HTTP {status}: {data[:500]!r}")
     return json.loads(data)
 
 
@@ -224,20 +97,17 @@ def issue_certificates(port: int, token: str, count: int) -> list[x509.Certifica
     proof = api(port, token, "/ra/api/v1/identity-proofs", NATURAL)["id"]
     certs = []
     for _ in range(count):
-        key = ec.generate_private_key(ec.SECP256R1())
-        csr = (
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Benchmark")]))
-            .sign(key, hashes.SHA256())
-        )
-        body = {
-            "profile": PROFILE,
-            "identity_proof": proof,
-            "csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
-        }
+        body = {"profile": PROFILE, "identity_proof": proof, "csr": csr_pem(cn="Benchmark")}
         issued = api(port, token, "/ca/api/v1/certificates", body)
         certs.append(x509.load_pem_x509_certificate(issued["certificate"].encode()))
     return certs
+
+
+def fetch(port: int, path: str) -> bytes:
+    status, _, body = http_request(port, "GET", path, timeout=IO_TIMEOUT)
+    if status != 200:
+        raise BenchmarkError(f"GET {path}: HTTP {status}")
+    return body
 
 
 # -- requests -------------------------------------------------------------------------------
@@ -285,177 +155,22 @@ def nonce_requests(
     return out
 
 
-# -- the load process -------------------------------------------------------------------------
-
-
-@dataclass
-class Load:
-    answers: int = 0
-    latencies: list[float] = field(default_factory=list)  # seconds, successes only
-    wall: float = 0.0
-    cpu: float = 0.0  # of the load process
-    failures: dict[str, int] = field(default_factory=dict)
-    first_failure: str = ""
-    samples: list[tuple[bytes, bytes]] = field(default_factory=list)  # (request, body)
-
-    @property
-    def rate(self) -> float:
-        return len(self.latencies) / self.wall if self.wall else 0.0
-
-    def fail(self, kind: str, detail: str) -> None:
-        self.failures[kind] = self.failures.get(kind, 0) + 1
-        self.first_failure = self.first_failure or detail[:500]
-
-
-@dataclass
-class _Conn:
-    sock: socket.socket
-    sent_at: float = 0.0
-    request: bytes = b""
-    buffer: bytearray = field(default_factory=bytearray)
-
-
-def _reply(buffer: bytearray) -> tuple[int, bytes] | None:
-    """(status, body) of the first whole HTTP response in ``buffer``, consumed; else None."""
-    end = buffer.find(b"\r\n\r\n")
-    if end < 0:
-        return None
-    head = bytes(buffer[:end]).decode("latin-1")
-    length = 0
-    for line in head.split("\r\n")[1:]:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            length = int(value)
-    if len(buffer) < end + 4 + length:
-        return None
-    body = bytes(buffer[end + 4 : end + 4 + length])
-    del buffer[: end + 4 + length]
-    return int(head.split(" ", 2)[1]), body
-
-
-def _successful(body: bytes) -> bool:
-    if len(body) < 2:
-        return False
-    start = 2 if body[1] < 0x80 else 2 + (body[1] & 0x7F)
-    return body[start : start + len(SUCCESSFUL)] == SUCCESSFUL
-
-
-def drive(
-    port: int, requests: Sequence[bytes], concurrency: int, seconds: float, once: bool
-) -> Load:
-    """Keep ``concurrency`` keep-alive connections busy for ``seconds``, one thread
-    driving non-blocking sockets; round-robin over ``requests``, or each at most ``once``
-    (nonces), and never more than MAX_REQUESTS."""
-    load = Load()
-    sel = selectors.DefaultSelector()
-    conns = []
-    for i in range(concurrency):
-        sock = socket.create_connection((HOST, port), timeout=IO_TIMEOUT)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # One untimed exchange before the next connection opens. gunicorn's workers race
-        # to accept each connection; 32 opened in a burst mostly land on the one worker
-        # that woke first, which no real crowd of clients does. While a worker is busy
-        # with this request, the other takes the next connection.
-        conn = _Conn(sock)
-        sock.sendall(requests[i % len(requests)])
-        while _reply(conn.buffer) is None:
-            data = sock.recv(65536)
-            if not data:
-                raise BenchmarkError("the server closed a connection")
-            conn.buffer += data
-        sock.setblocking(False)
-        conns.append(conn)
-    sent = 0
-
-    def send(conn: _Conn) -> None:
-        nonlocal sent
-        conn.request = requests[sent % len(requests)]
-        sent += 1
-        conn.sent_at = time.perf_counter()
-        conn.sock.sendall(conn.request)  # a few hundred bytes: fits the socket buffer
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    began = time.perf_counter()
-    deadline = began + seconds
-    for conn in conns:
-        send(conn)
-        sel.register(conn.sock, selectors.EVENT_READ, conn)
-    busy = len(conns)
-    try:
-        while busy:
-            events = sel.select(IO_TIMEOUT)
-            if not events:
-                raise BenchmarkError(f"no answer for {IO_TIMEOUT:.0f} s")
-            now = time.perf_counter()
-            for key, _ in events:
-                conn = key.data
-                data = conn.sock.recv(65536)
-                if not data:
-                    raise BenchmarkError("the server closed a connection")
-                conn.buffer += data
-                answer = _reply(conn.buffer)
-                if answer is None:
-                    continue
-                status, body = answer
-                load.answers += 1
-                if status != 200 or not _successful(body):
-                    load.fail(str(status), f"HTTP {status}: {body[:200]!r}")
-                else:
-                    load.latencies.append(now - conn.sent_at)
-                    if len(load.samples) < 3:
-                        load.samples.append((conn.request, body))
-                more = sent < len(requests) if once else load.answers < MAX_REQUESTS
-                if now < deadline and more:
-                    send(conn)
-                else:
-                    sel.unregister(conn.sock)
-                    busy -= 1
-    finally:
-        load.wall = time.perf_counter() - began
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        load.cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
-        for conn in conns:
-            conn.sock.close()
-        sel.close()
-    return load
-
-
-def _load_child(
-    port: int,
-    requests: list[bytes],
-    concurrency: int,
-    seconds: float,
-    once: bool,
-    results: Queue[Load | str],
-) -> None:
-    try:
-        results.put(drive(port, requests, concurrency, seconds, once))
-    except Exception as exc:
-        results.put(f"{type(exc).__name__}: {exc}")
-
-
-def load_process(
-    port: int, requests: list[bytes], concurrency: int, seconds: float, *, once: bool = False
-) -> Load:
-    """Run :func:`drive` in a separate process (spawn): its CPU is its own, not the
-    benchmark's, as for a real client."""
-    ctx = multiprocessing.get_context("spawn")
-    results: Queue[Load | str] = ctx.Queue()
-    child = ctx.Process(
-        target=_load_child, args=(port, requests, concurrency, seconds, once, results)
+def plan(
+    requests: Sequence[bytes], concurrency: int, seconds: float, *, once: bool = False
+) -> Plan:
+    """Round-robin over ``requests``, or each at most ``once`` (nonces). One untimed exchange
+    on each connection before the next opens: gunicorn's workers race to accept each
+    connection, and 32 opened in a burst mostly land on the one worker that woke first,
+    which no real crowd of clients does."""
+    return Plan(
+        requests,
+        concurrency,
+        seconds,
+        success=SUCCESSFUL,
+        max_answers=MAX_REQUESTS,
+        once=once,
+        prime=True,
     )
-    child.start()
-    try:
-        outcome = results.get(timeout=seconds + IO_TIMEOUT + 60)
-    except queue.Empty:
-        raise BenchmarkError("the load process gave no result") from None
-    finally:
-        child.join(timeout=30)
-        if child.is_alive():
-            child.kill()
-    if isinstance(outcome, str):
-        raise BenchmarkError(f"load process: {outcome}")
-    return outcome
 
 
 # -- checks and the HSM baseline --------------------------------------------------------------
@@ -500,32 +215,6 @@ def latency_ms(load: Load) -> dict[str, float]:
         "p99": percentile(values, 0.99) * 1000,
         "max": (values[-1] if values else float("nan")) * 1000,
     }
-
-
-def machine_info() -> list[str]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return [
-        f"nproc            {len(os.sched_getaffinity(0))}",
-        f"cpu              {model or platform.processor() or 'unknown'}",
-        f"python           {platform.python_version()}",
-        f"platform         {platform.platform()}",
-    ]
-
-
-def server_alarms(log_path: Path, until: int, workers: int) -> list[str]:
-    try:
-        with log_path.open("rb") as log:
-            lines = log.read(until).decode(errors="replace").splitlines()
-    except OSError:
-        return []
-    alarms = [line for line in lines if LOG_ALARMS.search(line)]
-    restarts = [line for line in lines if BOOTING in line][workers:]
-    return alarms + [f"(worker restart) {line}" for line in restarts]
 
 
 @dataclass
@@ -606,18 +295,8 @@ def report(
 # -- main -----------------------------------------------------------------------------------
 
 
-def bounded(kind: Callable[[str], Any], low: float, high: float) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
-        return value
-
-    return parse
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = arguments(__doc__)
     parser.add_argument("--seconds", type=bounded(float, 1, 600), default=10.0)
     parser.add_argument("--nonce-seconds", type=bounded(float, 1, 600), default=5.0)
     parser.add_argument("--concurrency", type=bounded(int, 1, 256), default=32)
@@ -625,111 +304,95 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--certificates", type=bounded(int, 1, 10_000), default=200)
     parser.add_argument("--nonce-requests", type=bounded(int, 100, 200_000), default=30_000)
     parser.add_argument("--hsm-seconds", type=bounded(float, 1, 60), default=3.0)
-    parser.add_argument("--keep-home", action="store_true")
     return parser.parse_args(argv)
 
 
-def benchmark(args: argparse.Namespace, workdir: Path) -> int:
-    home = workdir / "home"
-    print(f"home {home}", flush=True)
-    run_sceau("init", "--home", home, "--base-url", BASE_URL, "--documents-url", DOCUMENTS_URL)
-    token = run_sceau("--home", home, "client", "add", "bench", "--profile", PROFILE)
-    token = token.strip().splitlines()[-1].strip()
-    config = load_config(home)
-    db = Database(config.database.url)
+def responder_label(home: Path) -> str:
+    """The key label of the issuing CA's OCSP responder that `sceau init` certified."""
+    db = Database(load_config(home).database.url)
     try:
         responder = current_signer(db, ProfileKind.OCSP_RESPONDER, ISSUER, datetime.now(UTC))
     finally:
         db.dispose()
     if responder is None:
         raise BenchmarkError(f"no OCSP responder for {ISSUER}")
+    return responder.key_label
 
-    server = Server(home, args.workers, workdir / "server.log")
+
+def pem_files(port: int, workdir: Path) -> tuple[x509.Certificate, dict[str, Path]]:
+    """The issuing CA's certificate, and it and the root's as PEM files for OpenSSL."""
+    issuer_der = fetch(port, f"/certs/{ISSUER}.crt")
+    pems = {}
+    for name, der in (("issuer", issuer_der), ("root", fetch(port, "/certs/root.crt"))):
+        pems[name] = workdir / f"{name}.pem"
+        pems[name].write_bytes(
+            x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+        )
+    return x509.load_der_x509_certificate(issuer_der), pems
+
+
+def run_phases(
+    args: argparse.Namespace, server: SceauServer, token: str, workdir: Path
+) -> list[Phase]:
+    """Certificates, the warm-up, then the cached and the nonce phases, each sample verified."""
+    certs = issue_certificates(server.port, token, args.certificates)
+    issuer, pems = pem_files(server.port, workdir)
+    cached = cached_requests(certs, issuer)
+    nonced = nonce_requests(certs, issuer, args.nonce_requests)
+    print(
+        f"{len(certs)} certificates, {len(cached)} cached and {len(nonced)} nonce requests"
+        f" ready; warming up {WARMUP_SECONDS:.0f} s",
+        flush=True,
+    )
+    warm = drive_in_child(server.port, plan(cached, args.concurrency, WARMUP_SECONDS))
+    if warm.failures:
+        raise BenchmarkError(f"warm-up failed {warm.failures}: {warm.first_failure}")
     phases = []
+    for name, requests, seconds, once in (
+        ("cached", cached, args.seconds, False),
+        ("nonce (signed)", nonced, args.nonce_seconds, True),
+    ):
+        print(f"timed phase: {name}, {seconds:.0f} s", flush=True)
+        before = server.cpu_seconds()
+        load = drive_in_child(server.port, plan(requests, args.concurrency, seconds, once=once))
+        after = server.cpu_seconds()
+        used = {pid: cpu - before.get(pid, 0.0) for pid, cpu in after.items()}
+        phases.append(Phase(name, load, used))
+        for _, body in load.samples:
+            verify_sample(workdir, body, pems["issuer"], pems["root"], nonce=once)
+    return phases
+
+
+def benchmark(args: argparse.Namespace, workdir: Path) -> int:
+    home = workdir / "home"
+    print(f"home {home}", flush=True)
+    init_home(home)
+    token = add_client(home, PROFILE)
+    label = responder_label(home)
+
+    server = SceauServer(home, workdir / "server.log", workers=args.workers)
     try:
         server.start()
+        server.wait_healthy()
         print(f"server up on {HOST}:{server.port}", flush=True)
-        certs = issue_certificates(server.port, token, args.certificates)
-        issuer_der = fetch(server.port, f"/certs/{ISSUER}.crt")
-        root_der = fetch(server.port, "/certs/root.crt")
-        issuer = x509.load_der_x509_certificate(issuer_der)
-        pems = {}
-        for name, der in (("issuer", issuer_der), ("root", root_der)):
-            pems[name] = workdir / f"{name}.pem"
-            pems[name].write_bytes(
-                x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
-            )
-        cached = cached_requests(certs, issuer)
-        nonced = nonce_requests(certs, issuer, args.nonce_requests)
-        print(
-            f"{len(certs)} certificates, {len(cached)} cached and {len(nonced)} nonce requests"
-            f" ready; warming up {WARMUP_SECONDS:.0f} s",
-            flush=True,
-        )
-        warm = load_process(server.port, cached, args.concurrency, WARMUP_SECONDS)
-        if warm.failures:
-            raise BenchmarkError(f"warm-up failed {warm.failures}: {warm.first_failure}")
-        for name, requests, seconds, once in (
-            ("cached", cached, args.seconds, False),
-            ("nonce (signed)", nonced, args.nonce_seconds, True),
-        ):
-            print(f"timed phase: {name}, {seconds:.0f} s", flush=True)
-            before = server.cpu_seconds()
-            load = load_process(server.port, requests, args.concurrency, seconds, once=once)
-            after = server.cpu_seconds()
-            used = {pid: cpu - before.get(pid, 0.0) for pid, cpu in after.items()}
-            phases.append(Phase(name, load, used))
-            for _, body in load.samples:
-                verify_sample(workdir, body, pems["issuer"], pems["root"], nonce=once)
+        phases = run_phases(args, server, token, workdir)
     finally:
-        log_size = server.log_path.stat().st_size if server.log_path.exists() else 0
+        log_size = server.log.stat().st_size if server.log.exists() else 0
         server.stop()
-    alarms = server_alarms(server.log_path, log_size, args.workers)
+    alarms = alarm_lines(server.log, log_size, args.workers)
 
     # The server is gone: the signing baseline has the CPU to itself.
     print("raw HSM signing rate of the responder key", flush=True)
-    label, seconds = responder.key_label, args.hsm_seconds
-    count, elapsed = sign_loop(config.hsm, label, RESPONDER_SCHEME, seconds)
-    sign_np = parallel_sign_rate(config.hsm, label, RESPONDER_SCHEME, args.workers, seconds)
+    key = SigningKey(load_config(home).hsm, label, RESPONDER_SCHEME)
+    count, elapsed = sign_loop(key, args.hsm_seconds)
+    sign_np = parallel_sign_rate(key, args.workers, args.hsm_seconds)
     met = report(args, phases, count / elapsed, sign_np, alarms)
     failed = any(phase.load.failures for phase in phases)
     return 1 if failed or not met else 0
 
 
-def fetch(port: int, path: str) -> bytes:
-    conn = http.client.HTTPConnection(HOST, port, timeout=IO_TIMEOUT)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        body = resp.read()
-    finally:
-        conn.close()
-    if resp.status != 200:
-        raise BenchmarkError(f"GET {path}: HTTP {resp.status}")
-    return body
-
-
-def _terminated(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminated)
-    workdir = Path(tempfile.mkdtemp(prefix="sceau-bench-ocsp-"))
-    try:
-        return benchmark(args, workdir)
-    except BenchmarkError as exc:
-        print(f"benchmark error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        if args.keep_home:
-            print(f"kept {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    return run_main(benchmark, parse_args(argv), "ocsp")
 
 
 if __name__ == "__main__":

@@ -31,10 +31,10 @@ import http.client
 import json
 import multiprocessing
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +47,17 @@ from signing.custodian import credential_key_label
 from tests.benchmarks.common import (
     HOST,
     BenchmarkError,
-    free_port,
+    SigningKey,
+    add_client,
+    arguments,
     parallel_sign_rate,
     percentile,
+    run_main,
     run_sceau,
 )
-from tests.benchmarks.tsa import Server
-from tests.helpers import LEGAL
+from tests.support.builders import LEGAL
+from tests.support.clients import http_request
+from tests.support.servers import SceauServer
 
 ECDSA_SHA256 = "1.2.840.10045.4.3.2"
 # How signHash signs for that signAlgo: the raw baseline signs the same way.
@@ -61,24 +65,16 @@ RAW_SCHEME = SignatureScheme(HashAlgorithm.SHA256, Padding.ECDSA)
 
 
 def call(port: int, token: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=60)
-    try:
-        conn.request(
-            "POST",
-            path,
-            json.dumps(body),
-            {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
-        resp = conn.getresponse()
-        return resp.status, json.loads(resp.read())
-    finally:
-        conn.close()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    status, _, data = http_request(
+        port, "POST", path, json.dumps(body).encode(), headers, timeout=60
+    )
+    return status, json.loads(data)
 
 
 def setup(home: Path, port: int) -> tuple[str, str]:
     """A client, an approved proof, a seal-lcp credential: (token, credential id)."""
-    out = run_sceau("client", "add", "bench", "--profile", "seal-lcp", "--home", home)
-    token = out.strip().splitlines()[-1]
+    token = add_client(home, "seal-lcp")
     status, proof = call(port, token, "/ra/api/v1/identity-proofs", LEGAL)
     if status != 201:
         raise BenchmarkError(f"identity proof: {status} {proof}")
@@ -94,34 +90,45 @@ def setup(home: Path, port: int) -> tuple[str, str]:
     return token, str(issued["credential_id"])
 
 
-def _client(
-    port: int, token: str, body: bytes, batch: int, end: float, out: list[float], errors: list[str]
-) -> None:
-    conn = http.client.HTTPConnection(HOST, port, timeout=60)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+@dataclass(frozen=True)
+class Job:
+    """One timed run: ``clients`` keep-alive clients calling signHash with ``batch``
+    hashes each time for ``seconds``."""
+
+    port: int
+    token: str
+    credential_id: str
+    batch: int
+    seconds: float
+    clients: int
+
+
+def _client(job: Job, body: bytes, end: float, out: list[float], errors: list[str]) -> None:
+    conn = http.client.HTTPConnection(HOST, job.port, timeout=60)
+    headers = {"Authorization": f"Bearer {job.token}", "Content-Type": "application/json"}
     while time.monotonic() < end:
         began = time.perf_counter()
         conn.request("POST", "/csc/v2/signatures/signHash", body, headers)
         resp = conn.getresponse()
         data = resp.read()
-        if resp.status != 200 or len(json.loads(data)["signatures"]) != batch:
+        if resp.status != 200 or len(json.loads(data)["signatures"]) != job.batch:
             errors.append(f"{resp.status} {data[:200]!r}")
             return
         out.append(time.perf_counter() - began)
 
 
-def _load(
-    port: int, token: str, cid: str, batch: int, seconds: float, clients: int, queue: Any
-) -> None:
+def _load(job: Job, queue: Any) -> None:
     """The load process: ``clients`` threads, each with its own keep-alive connection."""
-    hashes = [base64.b64encode(os.urandom(32)).decode() for _ in range(batch)]
-    body = json.dumps({"credentialID": cid, "hashes": hashes, "signAlgo": ECDSA_SHA256}).encode()
-    end = time.monotonic() + seconds
+    hashes = [base64.b64encode(os.urandom(32)).decode() for _ in range(job.batch)]
+    body = json.dumps(
+        {"credentialID": job.credential_id, "hashes": hashes, "signAlgo": ECDSA_SHA256}
+    ).encode()
+    end = time.monotonic() + job.seconds
     latencies: list[float] = []
     errors: list[str] = []
     threads = [
-        threading.Thread(target=_client, args=(port, token, body, batch, end, latencies, errors))
-        for _ in range(clients)
+        threading.Thread(target=_client, args=(job, body, end, latencies, errors))
+        for _ in range(job.clients)
     ]
     began = time.perf_counter()
     for t in threads:
@@ -131,14 +138,12 @@ def _load(
     queue.put((latencies, time.perf_counter() - began, errors))
 
 
-def run_load(
-    port: int, token: str, cid: str, batch: int, seconds: float, clients: int
-) -> tuple[list[float], float]:
+def run_load(job: Job) -> tuple[list[float], float]:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_load, args=(port, token, cid, batch, seconds, clients, queue))
+    proc = ctx.Process(target=_load, args=(job, queue))
     proc.start()
-    latencies, elapsed, errors = queue.get(timeout=seconds + 120)
+    latencies, elapsed, errors = queue.get(timeout=job.seconds + 120)
     proc.join(timeout=30)
     if errors:
         raise BenchmarkError(f"signHash failed: {errors[0]}")
@@ -169,10 +174,8 @@ def verify_sample(port: int, token: str, cid: str, certificate: x509.Certificate
 def best_raw_rate(home: Path, label: str, seconds: float, processes: int, rounds: int) -> float:
     """The best of ``rounds``: a baseline lowered by a neighbour's burst would flatter the
     ratio."""
-    hsm = load_config(home).hsm
-    return max(
-        parallel_sign_rate(hsm, label, RAW_SCHEME, processes, seconds) for _ in range(rounds)
-    )
+    key = SigningKey(load_config(home).hsm, label, RAW_SCHEME)
+    return max(parallel_sign_rate(key, processes, seconds) for _ in range(rounds))
 
 
 def busy_cores(before: list[int], after: list[int], wall: float) -> float:
@@ -187,43 +190,54 @@ def cpu_ticks() -> list[int]:
         return [int(v) for v in stat.readline().split()[1:8]]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = arguments(__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--raw-seconds", type=float, default=5.0)
     parser.add_argument("--raw-rounds", type=int, default=2)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+Machine = tuple[float, float]  # busy cores of the whole machine, cores the server used
+
+
+def measure(
+    args: argparse.Namespace, home: Path, workdir: Path
+) -> tuple[str, dict[int, tuple[list[float], float]], dict[int, Machine]]:
+    """With the server up: the credential, a verified sample, then batches of 1 and of 100
+    (latencies and elapsed time, and the cores used, per batch size)."""
+    results: dict[int, tuple[list[float], float]] = {}
+    machine: dict[int, Machine] = {}
+    server = SceauServer(home, workdir / "server.log", workers=args.workers, threads=args.threads)
+    with server:
+        port = server.port
+        token, cid = setup(home, port)
+        _, info = call(port, token, "/csc/v2/credentials/info", {"credentialID": cid})
+        leaf = x509.load_der_x509_certificate(base64.b64decode(info["cert"]["certificates"][0]))
+        verify_sample(port, token, cid, leaf)
+        for batch in (1, 100):
+            ticks, server_cpu = cpu_ticks(), sum(server.cpu_seconds().values())
+            began = time.perf_counter()
+            results[batch] = run_load(Job(port, token, cid, batch, args.seconds, args.concurrency))
+            wall = time.perf_counter() - began  # spawning the load process included
+            machine[batch] = (
+                busy_cores(ticks, cpu_ticks(), wall),
+                (sum(server.cpu_seconds().values()) - server_cpu) / wall,
+            )
+    return cid, results, machine
+
+
+def benchmark(args: argparse.Namespace, workdir: Path) -> int:
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="sceau-bench-csc-") as tmp:
-        home = Path(tmp) / "home"
-        run_sceau("init", "--home", home)
-        port = free_port()
-        server = Server(home, port, args.workers, args.threads, Path(tmp) / "server.log")
-        server.start()
-        results: dict[int, tuple[list[float], float]] = {}
-        machine: dict[int, tuple[float, float]] = {}  # batch: (busy cores, server cores)
-        try:
-            token, cid = setup(home, port)
-            _, info = call(port, token, "/csc/v2/credentials/info", {"credentialID": cid})
-            leaf = x509.load_der_x509_certificate(base64.b64decode(info["cert"]["certificates"][0]))
-            verify_sample(port, token, cid, leaf)
-            for batch in (1, 100):
-                ticks, server_cpu = cpu_ticks(), sum(server.cpu_seconds().values())
-                began = time.perf_counter()
-                results[batch] = run_load(port, token, cid, batch, args.seconds, args.concurrency)
-                wall = time.perf_counter() - began  # spawning the load process included
-                machine[batch] = (
-                    busy_cores(ticks, cpu_ticks(), wall),
-                    (sum(server.cpu_seconds().values()) - server_cpu) / wall,
-                )
-        finally:
-            server.stop()
-        label = credential_key_label(cid)
-        raw1 = best_raw_rate(home, label, args.raw_seconds, 1, args.raw_rounds)
-        raw = best_raw_rate(home, label, args.raw_seconds, args.workers, args.raw_rounds)
+    home = workdir / "home"
+    run_sceau("init", "--home", home)
+    cid, results, machine = measure(args, home, workdir)
+    label = credential_key_label(cid)
+    raw1 = best_raw_rate(home, label, args.raw_seconds, 1, args.raw_rounds)
+    raw = best_raw_rate(home, label, args.raw_seconds, args.workers, args.raw_rounds)
     print(
         f"raw PKCS#11 ECDSA P-256 rate of the key (best of {args.raw_rounds}): "
         f"{raw1:,.0f} signatures/s in 1 process, {raw:,.0f}/s in {args.workers} processes"
@@ -257,6 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     print("RESULT " + json.dumps(summary))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(benchmark, parse_args(argv), "csc")
 
 
 if __name__ == "__main__":

@@ -1,22 +1,23 @@
-"""Officer accounts, browser-less logins and proofs with evidence, for the officer UI tests."""
+"""Officer accounts, browser-less logins and pending proofs with evidence, for the officer
+(/ra/admin) and auditor (/audit) UI tests."""
 
 from __future__ import annotations
 
 import copy
 import re
 import secrets
-import struct
-import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyotp
 from werkzeug.test import Client as WsgiClient
+from werkzeug.test import TestResponse
 
 from core.accounts.officers import NewOfficer, Role, create_officer
-from tests.conftest import ApiClient, Pki
-from tests.helpers import LEGAL, NATURAL
+from tests.support.clients import ApiClient
+from tests.support.evidence import upload
+from tests.support.pki import Pki
 
 ADMIN = "/ra/admin"
 CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
@@ -55,14 +56,12 @@ def form_token(html: str) -> str:
     return match.group(1)
 
 
-def login(
-    pki: Pki, person: Person, http: WsgiClient | None = None, *, ui: str = ADMIN
-) -> WsgiClient:
-    """Log ``person`` in on the UI mounted at ``ui`` (/ra/admin, /audit)."""
-    http = http or WsgiClient(pki.app)
+def post_login(http: WsgiClient, person: Person, *, ui: str = ADMIN) -> TestResponse:
+    """Fill and send the login form of the UI mounted at ``ui`` (/ra/admin, /audit) as
+    ``person``, with a fresh code: the answer, whatever it is."""
     page = http.get(f"{ui}/login")
     assert page.status_code == 200
-    resp = http.post(
+    return http.post(
         f"{ui}/login",
         data={
             "csrf_token": form_token(page.text),
@@ -71,6 +70,14 @@ def login(
             "code": person.code(),
         },
     )
+
+
+def login(
+    pki: Pki, person: Person, http: WsgiClient | None = None, *, ui: str = ADMIN
+) -> WsgiClient:
+    """Log ``person`` in on the UI mounted at ``ui`` (/ra/admin, /audit)."""
+    http = http or WsgiClient(pki.app)
+    resp = post_login(http, person, ui=ui)
     assert resp.status_code == 303, resp.text
     return http
 
@@ -81,27 +88,10 @@ def page_token(http: WsgiClient, path: str = f"{ADMIN}/queue") -> str:
     return form_token(page.text)
 
 
-def png(width: int = 48, height: int = 32, rgb: tuple[int, int, int] = (40, 90, 160)) -> bytes:
-    """A valid PNG, built by hand (no imaging library needed)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    row = b"\x00" + bytes(rgb) * width
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(row * height))
-        + chunk(b"IEND", b"")
-    )
-
-
 def submit(
     api: ApiClient, body: dict[str, Any], method: str, *, image: bytes | None = None, **subject: str
 ) -> str:
-    """A pending proof by ``method``, with a document image when given; its id."""
+    """A pending proof by ``method``, with a document image (PNG) when given; its id."""
     body = copy.deepcopy(body)
     body["method"] = method
     body["subject"].update(subject)
@@ -110,14 +100,6 @@ def submit(
     proof_id = str(resp.json["id"])
     if image is not None:
         kind = "document-front" if body["subject_kind"] == "natural" else "company-extract"
-        up = api.http.post(
-            f"/ra/api/v1/identity-proofs/{proof_id}/files?kind={kind}",
-            data=image,
-            headers={"Authorization": f"Bearer {api.token}"},
-            content_type="image/png",
-        )
+        up = upload(api, proof_id, image, "image/png", kind)
         assert up.status_code == 201, up.json
     return proof_id
-
-
-__all__ = ["LEGAL", "NATURAL"]

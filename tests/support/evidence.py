@@ -1,5 +1,5 @@
-"""Identity-proof bodies and small evidence files (real JPEG, PNG, PDF structure) for the
-registration tests; no image library needed."""
+"""Evidence files built by hand (real PNG, JPEG and PDF structure; no imaging library) and
+their upload to an identity proof."""
 
 from __future__ import annotations
 
@@ -7,62 +7,7 @@ import struct
 import zlib
 from typing import Any
 
-from tests.conftest import ApiClient
-
-# Distinctive values: the raw-table test looks for each of them in every column.
-NATURAL_FULL: dict[str, Any] = {
-    "subject_kind": "natural",
-    "method": "face-to-face",
-    "subject": {
-        "given_name": "Apolline",
-        "surname": "Zephyrin-Quesnel",
-        "birth_date": "1987-04-23",
-        "birth_place": "Quimperlé",
-        "email": "apolline.zq@example.org",
-        "mobile": "+33 6 12 34 56 78",
-        "nationality": "FR",
-        "country": "FR",
-    },
-    "document": {
-        "type": "passport",
-        "number": "19QX77341",
-        "issuing_country": "FR",
-        "issuing_authority": "Préfecture du Finistère",
-        "expires_on": "2031-09-30",
-    },
-}
-
-LEGAL_FULL: dict[str, Any] = {
-    "subject_kind": "legal",
-    "method": "registry",
-    "subject": {
-        "organization_name": "Boulangerie Kervella SARL",
-        "organization_identifier": "NTRFR-732829320",
-        "registered_address": "12 rue de Siam, 29200 Brest",
-        "email": "contact@kervella.example",
-        "country": "FR",
-    },
-    "document": {
-        "type": "company-extract",
-        "number": "KBIS-2026-77120",
-        "issuing_country": "FR",
-        "expires_on": "2030-01-01",
-    },
-    "representative": {
-        "given_name": "Maëlys",
-        "surname": "Kervella",
-        "birth_date": "1979-11-02",
-        "email": "maelys@kervella.example",
-        "role": "gérante",
-        "document": {
-            "type": "id-card",
-            "number": "T7K2M9QPL",
-            "issuing_country": "FR",
-            "expires_on": "2032-02-02",
-        },
-        "mandate": {"type": "registry-listing", "reference": "RCS Brest 732 829 320"},
-    },
-}
+from tests.support.clients import ApiClient
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
@@ -77,6 +22,18 @@ def png_bytes(marker: bytes = b"") -> bytes:
         chunks += _chunk(b"tEXt", b"Comment\x00" + marker)
     chunks += _chunk(b"IDAT", zlib.compress(b"\x00\x80")) + _chunk(b"IEND", b"")
     return b"\x89PNG\r\n\x1a\n" + chunks
+
+
+def png(width: int = 48, height: int = 32, rgb: tuple[int, int, int] = (40, 90, 160)) -> bytes:
+    """A ``width`` x ``height`` PNG of one colour, big enough to see on a screenshot."""
+    row = b"\x00" + bytes(rgb) * width
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(row * height))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def jpeg_bytes(marker: bytes = b"") -> bytes:

@@ -65,8 +65,12 @@ class PgCluster:
         name = quote(dbname, safe="")
         return f"postgresql+psycopg://{SUPERUSER}@/{name}?host={host}&port={self.port}"
 
-    def create_database(self, dbname: str) -> str:
-        """CREATE DATABASE ``dbname``; returns its SQLAlchemy URL."""
+    def create_database(self, dbname: str, *, template: str | None = None) -> str:
+        """CREATE DATABASE ``dbname``, a copy of ``template`` when given (which must then
+        have no other connection); returns its SQLAlchemy URL."""
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname))
+        if template is not None:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         with psycopg.connect(
             host=str(self.socket_dir),
             port=self.port,
@@ -74,7 +78,7 @@ class PgCluster:
             dbname="postgres",
             autocommit=True,
         ) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+            conn.execute(statement)
         return self.url(dbname)
 
     def stop(self) -> None:
