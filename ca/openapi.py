@@ -10,43 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
 from ca.requests import CertificateRequest, RevocationRequest
 from core import __version__
+from core.http.openapi import (
+    DATE_TIME,
+    JSON,
+    PROBLEM,
+    json_body,
+    json_response,
+    model_schemas,
+    problems,
+    ref,
+)
 
-REF = "#/components/schemas/{model}"
-_JSON = "application/json"
-_PROBLEM = {"$ref": "#/components/responses/Problem"}
-_DATE_TIME = {"type": "string", "format": "date-time"}
 _PEM = {"type": "string", "description": "PEM"}
-
-
-def model_schemas(*models: type[BaseModel]) -> dict[str, Any]:
-    """The JSON Schemas of ``models`` and of the models they use, by name, as
-    ``components.schemas`` holds them (each ``$ref`` points there)."""
-    schemas: dict[str, Any] = {}
-    for model in models:
-        schema = model.model_json_schema(ref_template=REF)
-        schemas |= schema.pop("$defs", {})
-        schemas[model.__name__] = schema
-    return schemas
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": REF.format(model=name)}
-
-
-def _problems(*codes: int) -> dict[str, Any]:
-    return {str(code): _PROBLEM for code in codes}
-
-
-def _json_body(model: type[BaseModel]) -> dict[str, Any]:
-    return {"required": True, "content": {_JSON: {"schema": _ref(model.__name__)}}}
-
-
-def _json_response(description: str, schema: str) -> dict[str, Any]:
-    return {"description": description, "content": {_JSON: {"schema": _ref(schema)}}}
 
 
 CERTIFICATE = {
@@ -68,8 +45,8 @@ CERTIFICATE = {
         "status": {"enum": ["issued", "revoked"]},
         "subject": {"type": "string"},
         "identity_proof": {"type": "string"},
-        "not_before": _DATE_TIME,
-        "not_after": _DATE_TIME,
+        "not_before": DATE_TIME,
+        "not_after": DATE_TIME,
         "certificate": {"oneOf": [_PEM, {"type": "null"}]},
         "credential_id": {
             "type": "string",
@@ -80,24 +57,11 @@ CERTIFICATE = {
         "revocation": {
             "type": "object",
             "properties": {
-                "revoked_at": _DATE_TIME,
+                "revoked_at": DATE_TIME,
                 "reason": {"type": "string"},
-                "invalidity_date": {"oneOf": [_DATE_TIME, {"type": "null"}]},
+                "invalidity_date": {"oneOf": [DATE_TIME, {"type": "null"}]},
             },
         },
-    },
-}
-
-PROBLEM = {
-    "type": "object",
-    "description": "RFC 9457 problem details",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string", "format": "uri", "description": "urn:sceau:problem:<kind>"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "request_id": {"type": "string"},
     },
 }
 
@@ -131,10 +95,10 @@ def openapi_document(base_url: str, profiles: list[str]) -> dict[str, Any]:
             "/ca/api/v1/certificates": {
                 "post": {
                     "summary": "Issue a certificate for a verified identity proof",
-                    "requestBody": _json_body(CertificateRequest),
+                    "requestBody": json_body(CertificateRequest),
                     "responses": {
-                        "201": _json_response("issued", "Certificate"),
-                        **_problems(400, 401, 403, 404, 409, 413, 415, 422, 501, 503),
+                        "201": json_response("issued", "Certificate"),
+                        **problems(400, 401, 403, 404, 409, 413, 415, 422, 501, 503),
                     },
                 }
             },
@@ -146,13 +110,13 @@ def openapi_document(base_url: str, profiles: list[str]) -> dict[str, Any]:
                         "200": {
                             "description": "the certificate",
                             "content": {
-                                _JSON: {"schema": _ref("Certificate")},
+                                JSON: {"schema": ref("Certificate")},
                                 "application/pkix-cert": {
                                     "schema": {"type": "string", "format": "binary"}
                                 },
                             },
                         },
-                        **_problems(401, 404),
+                        **problems(401, 404),
                     },
                 }
             },
@@ -160,10 +124,10 @@ def openapi_document(base_url: str, profiles: list[str]) -> dict[str, Any]:
                 "post": {
                     "summary": "Revoke a certificate (final: never reinstated)",
                     "parameters": [serial],
-                    "requestBody": _json_body(RevocationRequest),
+                    "requestBody": json_body(RevocationRequest),
                     "responses": {
-                        "200": _json_response("revoked", "Certificate"),
-                        **_problems(400, 401, 404, 409, 413, 415, 422, 503),
+                        "200": json_response("revoked", "Certificate"),
+                        **problems(400, 401, 404, 409, 413, 415, 422, 503),
                     },
                 }
             },
@@ -180,7 +144,7 @@ def openapi_document(base_url: str, profiles: list[str]) -> dict[str, Any]:
             "responses": {
                 "Problem": {
                     "description": "RFC 9457 problem",
-                    "content": {"application/problem+json": {"schema": _ref("Problem")}},
+                    "content": {"application/problem+json": {"schema": ref("Problem")}},
                 }
             },
         },

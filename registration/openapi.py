@@ -11,41 +11,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
 from core import __version__
+from core.http.openapi import (
+    DATE_TIME,
+    JSON,
+    PROBLEM,
+    json_response,
+    model_schemas,
+    problems,
+    ref,
+)
 from pki.profiles import SubjectKind
 from registration.evidence import KINDS, MEDIA_TYPES
 from registration.requests import IdentityProofRequest
 
-REF = "#/components/schemas/{model}"
-_JSON = "application/json"
-_PROBLEM = {"$ref": "#/components/responses/Problem"}
-_DATE_TIME = {"type": "string", "format": "date-time"}
 _OR_NULL = {"type": "null"}
-
-
-def model_schemas(*models: type[BaseModel]) -> dict[str, Any]:
-    """The JSON Schemas of ``models`` and of the models they use, by name, as
-    ``components.schemas`` holds them (each ``$ref`` points there)."""
-    schemas: dict[str, Any] = {}
-    for model in models:
-        schema = model.model_json_schema(ref_template=REF)
-        schemas |= schema.pop("$defs", {})
-        schemas[model.__name__] = schema
-    return schemas
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": REF.format(model=name)}
-
-
-def _problems(*codes: int) -> dict[str, Any]:
-    return {str(code): _PROBLEM for code in codes}
-
-
-def _json_response(description: str, schema: str) -> dict[str, Any]:
-    return {"description": description, "content": {_JSON: {"schema": _ref(schema)}}}
 
 
 IDENTITY_PROOF = {
@@ -64,9 +44,9 @@ IDENTITY_PROOF = {
         "id": {"type": "string"},
         "status": {"enum": ["pending", "verified", "rejected", "purged"]},
         "subject_kind": {"enum": [k.value for k in SubjectKind]},
-        "method": _ref("ProofMethod"),
+        "method": ref("ProofMethod"),
         # As submitted (normalised); gone once the record is purged.
-        "subject": {"oneOf": [_ref("NaturalSubject"), _ref("LegalSubject")]},
+        "subject": {"oneOf": [ref("NaturalSubject"), ref("LegalSubject")]},
         "document": {
             "type": "object",
             "description": "the IdentityDocument without its number, which stays with the RA",
@@ -75,15 +55,15 @@ IDENTITY_PROOF = {
             "type": "object",
             "description": "the Representative, its document without the number",
         },
-        "eid": _ref("EidMeans"),
-        "created_at": _DATE_TIME,
-        "verified_at": {"oneOf": [_DATE_TIME, _OR_NULL]},
-        "usable_until": {"oneOf": [_DATE_TIME, _OR_NULL]},
-        "decided_at": {"oneOf": [_DATE_TIME, _OR_NULL]},
+        "eid": ref("EidMeans"),
+        "created_at": DATE_TIME,
+        "verified_at": {"oneOf": [DATE_TIME, _OR_NULL]},
+        "usable_until": {"oneOf": [DATE_TIME, _OR_NULL]},
+        "decided_at": {"oneOf": [DATE_TIME, _OR_NULL]},
         "rejection_reason": {"oneOf": [{"type": "string"}, _OR_NULL]},
         "webhook_url": {"oneOf": [{"type": "string"}, _OR_NULL]},
-        "files": {"type": "array", "items": _ref("EvidenceFile")},
-        "purged_at": _DATE_TIME,
+        "files": {"type": "array", "items": ref("EvidenceFile")},
+        "purged_at": DATE_TIME,
     },
 }
 
@@ -95,20 +75,7 @@ EVIDENCE_FILE = {
         "kind": {"enum": list(KINDS)},
         "media_type": {"enum": list(MEDIA_TYPES)},
         "size": {"type": "integer"},
-        "created_at": _DATE_TIME,
-    },
-}
-
-PROBLEM = {
-    "type": "object",
-    "description": "RFC 9457 problem details",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string", "format": "uri", "description": "urn:sceau:problem:<kind>"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "request_id": {"type": "string"},
+        "created_at": DATE_TIME,
     },
 }
 
@@ -131,11 +98,11 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                     "summary": "Record an identity proof",
                     "requestBody": {
                         "required": True,
-                        "content": {_JSON: {"schema": _ref("IdentityProofRequest")}},
+                        "content": {JSON: {"schema": ref("IdentityProofRequest")}},
                     },
                     "responses": {
-                        "201": _json_response("created", "IdentityProof"),
-                        **_problems(400, 401, 403, 409, 413, 415, 422, 503),
+                        "201": json_response("created", "IdentityProof"),
+                        **problems(400, 401, 403, 409, 413, 415, 422, 503),
                     },
                 }
             },
@@ -144,8 +111,8 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                     "summary": "Read one of the client's identity proofs",
                     "parameters": [proof_id],
                     "responses": {
-                        "200": _json_response("the proof", "IdentityProof"),
-                        **_problems(401, 404, 409),
+                        "200": json_response("the proof", "IdentityProof"),
+                        **problems(401, 404, 409),
                     },
                 }
             },
@@ -171,8 +138,8 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "201": _json_response("stored", "EvidenceFile"),
-                        **_problems(401, 404, 409, 413, 415, 422),
+                        "201": json_response("stored", "EvidenceFile"),
+                        **problems(401, 404, 409, 413, 415, 422),
                     },
                 }
             },
@@ -194,7 +161,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             "responses": {
                 "Problem": {
                     "description": "RFC 9457 problem",
-                    "content": {"application/problem+json": {"schema": _ref("Problem")}},
+                    "content": {"application/problem+json": {"schema": ref("Problem")}},
                 }
             },
         },
