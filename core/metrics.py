@@ -1,6 +1,6 @@
 """Prometheus metrics shared by every service (prometheus-client default registry)."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
     "sceau_http_requests_total", "HTTP requests", ["service", "endpoint", "method", "status"]
@@ -24,4 +24,9 @@ AUTH_FAILURES = Counter(
 )
 AUTH_THROTTLED = Counter(
     "sceau_auth_throttled_total", "Requests refused (429) after too many failed token attempts"
+)
+# 1 when the dependency answered its last check, 0 when it did not: set by /readyz
+# (core.http.readiness) and by the key store when it loses or finds the token again.
+DEPENDENCY_UP = Gauge(
+    "sceau_dependency_up", "Whether a dependency answers (1) or not (0)", ["dependency"]
 )

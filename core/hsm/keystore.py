@@ -18,6 +18,37 @@ Constraints of python-pkcs11 0.10.1 and SoftHSM2 that shape this module
   against the PIN that opened it.
 * After ``fork`` the child must not use its parent's sessions; it re-initialises the
   library on first use (``os.getpid()`` differs) and opens its own.
+
+Failure and recovery (design.md, "Failure"): a token that does not answer makes every
+operation raise ``HsmUnavailableError`` (an ``HsmError``: 503 with Retry-After), never
+another exception, and the key store heals by itself:
+
+* A failure that may be the session's or the token's (``_LOST``: handle or session
+  invalid, device removed or in error, token not present...) drops that session and every
+  handle cached on it. The next call, not before ``RECOVERY_BACKOFF`` so that a dead token
+  is not hammered, re-initialises the library and logs in again; keys are then found again
+  by label. Between two attempts, calls fail at once without touching the library.
+* SoftHSM2 2.6 needs that re-initialisation, measured with the token directory moved away
+  and back: while it is away a cached handle answers CKR_OBJECT_HANDLE_INVALID, a search
+  answers an empty list (so an empty search is confirmed with C_GetTokenInfo before a key is
+  called missing), C_GetTokenInfo answers CKR_GENERAL_ERROR, and C_Initialize itself fails
+  (CKR_GENERAL_ERROR) until the directory is back. Once it is back, a new session on the
+  same initialisation still fails (CKR_GENERAL_ERROR): only C_Finalize + C_Initialize make
+  the token visible again.
+* CKR_GENERAL_ERROR also answers an AES-GCM tag that does not match. So an ambiguous
+  answer counts as lost only when C_GetTokenInfo fails too: an altered record does not
+  cost every caller a reconnection.
+* A handle or session from before a reset (CKR_OBJECT_HANDLE_INVALID,
+  CKR_SESSION_HANDLE_INVALID...) gets one more try inside the same call, on a fresh session
+  (``KeyStore._call``); operations that change the token (generate, destroy) do not.
+  python-pkcs11 0.10.1 prints "Exception ignored in OperationContext.__del__" when a key
+  search began on such a session: its SearchIter stays active and its __del__ raises.
+  Harmless; the retry succeeds.
+* A PIN the token refused is not tried again by the process (repeated tries would lock
+  the token); the operator corrects it and restarts.
+* Details shown to callers name neither the module, the token, a key label nor the PIN
+  ("signing device unavailable", "the signing key is not available"); the log tells the
+  operator which token, key and module, and why (never the PIN).
 """
 
 from __future__ import annotations
@@ -26,14 +57,15 @@ import contextlib
 import enum
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pkcs11
 from asn1crypto import algos
@@ -41,18 +73,54 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pkcs11.constants import Attribute, MechanismFlag, ObjectClass
-from pkcs11.exceptions import NoSuchToken, PinIncorrect, PinLocked, PKCS11Error
+from pkcs11.exceptions import (
+    DeviceError,
+    DeviceMemory,
+    DeviceRemoved,
+    FunctionFailed,
+    GeneralError,
+    KeyHandleInvalid,
+    NoSuchToken,
+    ObjectHandleInvalid,
+    PinIncorrect,
+    PinLocked,
+    PKCS11Error,
+    SessionClosed,
+    SessionHandleInvalid,
+    SlotIDInvalid,
+    TokenNotPresent,
+    TokenNotRecognised,
+    UnwrappingKeyHandleInvalid,
+    UserNotLoggedIn,
+    WrappingKeyHandleInvalid,
+)
 from pkcs11.mechanisms import MGF, GCMParams, KeyType, Mechanism
-from pkcs11.types import DecryptMixin, EncryptMixin, Object, SecretKey, Session, SignMixin
+from pkcs11.types import DecryptMixin, EncryptMixin, Object, SecretKey, Session, SignMixin, Slot
 from pkcs11.types import PublicKey as P11PublicKey
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
+from core import metrics
 from core.errors import ConfigError, ErrorKind, HsmError, SceauError
 from core.hsm.algorithms import HashAlgorithm, KeyAlgorithm, Padding, PublicKey, SignatureScheme
 
+log = logging.getLogger("sceau.hsm")
+
+T = TypeVar("T")
 _PssParams = tuple[Mechanism, MGF, int]
 _OPEN_ATTEMPTS = 5
 _OPEN_PAUSE = 0.05  # seconds, times the attempt number
+
+# Seconds between two attempts to reach a token that was lost: a dead token is not
+# hammered by every request, and one that came back is in use again this long after.
+RECOVERY_BACKOFF = 1.0
+# While a token stays unreachable, its failed attempts are logged once a minute, not once
+# a second (the readiness gauge says it all along).
+_REPORT_EVERY = 60.0
+
+# What callers are told (module docstring: never a module path, token or key label, PIN).
+UNAVAILABLE = "signing device unavailable"
+KEY_NOT_AVAILABLE = "the signing key is not available"
+REFUSED = "the signing device refused the operation"
 
 # (padding, hash) -> the mechanism that signs a digest computed outside the token, and
 # its parameters. PSS salt = hash length (TS 119 312, standards.md section 9.2).
@@ -82,6 +150,39 @@ _RSA_PUBLIC_EXPONENT = 65537
 _GCM_NONCE_BYTES = 12
 _SECRET_KEY_BITS = 256
 _KEY_ID_BYTES = 16
+_RANDOM_PROBE_BITS = 64
+
+# Answers meaning the session, its handles or the token are gone, whatever the operation:
+# the session is dropped and the library re-initialised before the next one opens.
+_LOST: tuple[type[PKCS11Error], ...] = (
+    SessionHandleInvalid,
+    SessionClosed,
+    UserNotLoggedIn,
+    ObjectHandleInvalid,
+    KeyHandleInvalid,
+    WrappingKeyHandleInvalid,
+    UnwrappingKeyHandleInvalid,
+    DeviceRemoved,
+    DeviceError,
+    DeviceMemory,
+    TokenNotPresent,
+    TokenNotRecognised,
+    SlotIDInvalid,
+    NoSuchToken,
+)
+# Of those, what a handle or session from before a reset answers while the token itself
+# may well be back: worth one more try, on a fresh session, inside the same call.
+_STALE: tuple[type[PKCS11Error], ...] = (
+    SessionHandleInvalid,
+    SessionClosed,
+    UserNotLoggedIn,
+    ObjectHandleInvalid,
+    KeyHandleInvalid,
+)
+# Answers that do not say whose fault they are (module docstring): lost only if the token
+# does not answer C_GetTokenInfo either. python-pkcs11 raises PKCS11Error itself for the
+# codes it has no class for, CKR_CRYPTOKI_NOT_INITIALIZED among them.
+_AMBIGUOUS: tuple[type[PKCS11Error], ...] = (GeneralError, FunctionFailed)
 
 _REASONS: dict[type[PKCS11Error], str] = {
     PinIncorrect: "PIN incorrect",
@@ -112,7 +213,18 @@ class KeyFacts:
 
 
 class KeyNotFoundError(HsmError):
-    pass
+    """The token answers, and holds no key of this label."""
+
+    def __init__(self) -> None:
+        super().__init__(KEY_NOT_AVAILABLE)
+
+
+class HsmUnavailableError(HsmError):
+    """The token did not answer (gone, refusing, or between two attempts to reach it again):
+    nothing was done, and the same call may succeed later."""
+
+    def __init__(self) -> None:
+        super().__init__(UNAVAILABLE)
 
 
 class SecretKind(enum.Enum):
@@ -136,29 +248,41 @@ class _Token:
     """The logged-in session on one token, shared by every KeyStore of the process on it."""
 
     session: Session
+    slot: Slot  # C_GetTokenInfo on it tells whether the token still answers
     label: str
     pin_digest: bytes
     pid: int
-    registry: dict[str, _Token]  # the _Module.tokens this one is listed in while open
+    module: _Module  # lists this token in its ``tokens`` while open
     signers: dict[str, tuple[SignMixin, KeyType]] = field(default_factory=dict)
     secrets: dict[str, SecretKey] = field(default_factory=dict)
     public_keys: dict[str, PublicKey] = field(default_factory=dict)
     open: bool = True
 
-    def close(self) -> None:
-        self.open = False
-        del self.registry[self.label]
-        self.session.close()
+    def answers(self) -> bool:
+        try:
+            self.slot.get_token()
+        except PKCS11Error:
+            return False
+        return True
 
 
 class _Module:
     """A loaded PKCS#11 library and the tokens this process has opened on it."""
 
     def __init__(self, path: Path, conf: bytes | None) -> None:
+        self.path = path
         self.conf = conf
         self.lib = pkcs11.lib(str(path))
         self.pid = os.getpid()
         self.tokens: dict[str, _Token] = {}
+        # A token was lost: C_Finalize + C_Initialize before the next session opens.
+        self.needs_restart = False
+        # Token label -> monotonic time before which no attempt is made to reach it again.
+        self.retry_at: dict[str, float] = {}
+        # Token label -> (when it was lost, when a failed attempt was last logged).
+        self.outages: dict[str, tuple[float, float]] = {}
+        # Token label -> digest of a PIN it refused: never tried again (it would lock).
+        self.refused: dict[str, bytes] = {}
 
     @classmethod
     def for_config(cls, config: HsmConfig) -> _Module:
@@ -166,37 +290,69 @@ class _Module:
         conf = _read_conf(config.softhsm_conf)
         module = _MODULES.get(path)
         if module is None:
+            if time.monotonic() < _LOAD_RETRY_AT.get(path, 0.0):
+                raise HsmUnavailableError()
             _export_conf(config.softhsm_conf)
             try:
                 module = _MODULES[path] = cls(path, conf)
             except PKCS11Error as exc:
-                raise HsmError(f"loading PKCS#11 module {path} failed: {_reason(exc)}") from exc
+                _LOAD_RETRY_AT[path] = time.monotonic() + RECOVERY_BACKOFF
+                log.error("loading PKCS#11 module %s failed: %s", path, _reason(exc))
+                raise HsmUnavailableError() from exc
+            _LOAD_RETRY_AT.pop(path, None)
             return module
         if module.pid != os.getpid():
-            module.restart()
+            # The parent's sessions are not the child's: it initialises the library again,
+            # in token() below, where a failure is handled like any other.
+            module.forget_all()
+            module.pid = os.getpid()
         if conf is not None and conf != module.conf:
             if module.tokens:
+                log.error(
+                    "%s: SoftHSM2 already runs in this process with another configuration",
+                    config.softhsm_conf,
+                )
                 raise ConfigError(
-                    f"{config.softhsm_conf}: SoftHSM2 is already running in this process with"
-                    " another configuration and open sessions; use one token directory per"
-                    " process (several tokens may share it) or close the other KeyStores"
+                    "SoftHSM2 is already running in this process with another configuration"
+                    " and open sessions; use one token directory per process (several tokens"
+                    " may share it) or close the other KeyStores"
                 )
             _export_conf(config.softhsm_conf)
             module.conf = conf
-            module.restart()
+            module.needs_restart = True
         return module
 
     def restart(self) -> None:
-        """Finalise and initialise again: after fork, or to see tokens created since."""
-        for token in self.tokens.values():
-            token.open = False
-        self.tokens.clear()
+        """Finalise and initialise again: after fork, to see tokens created since, or to
+        find a lost token again. Every session of the process on this module ends."""
+        self.forget_all()
         # A module that forgets its state in a forked child (as PKCS#11 allows) answers
         # CKR_CRYPTOKI_NOT_INITIALIZED here; only the C_Initialize below matters.
         with contextlib.suppress(PKCS11Error):
             self.lib.finalize()
         self.lib.initialize()
         self.pid = os.getpid()
+        self.needs_restart = False
+
+    def forget_all(self) -> None:
+        """Mark every session of this module closed: the library is initialised again
+        before the next one opens."""
+        for token in self.tokens.values():
+            token.open = False
+        self.tokens.clear()
+        self.needs_restart = True  # until a C_Initialize succeeds
+
+    def lose(self, token: _Token, *, retry_now: bool) -> None:
+        """Forget ``token`` and its handles: the next session on it comes from a fresh
+        initialisation, ``RECOVERY_BACKOFF`` from now (or at once, for the one retry)."""
+        token.open = False
+        if self.tokens.get(token.label) is token:
+            del self.tokens[token.label]
+        now = time.monotonic()
+        self.needs_restart = True
+        self.retry_at[token.label] = now + (0.0 if retry_now else RECOVERY_BACKOFF)
+        self.outages.setdefault(token.label, (now, now))
+        metrics.DEPENDENCY_UP.labels("hsm").set(0)
 
     def token(self, config: HsmConfig) -> _Token:
         pin_digest = hashlib.sha256(config.user_pin.encode()).digest()
@@ -204,49 +360,92 @@ class _Module:
         token = self.tokens.get(label)
         if token is not None:
             if not hmac.compare_digest(token.pin_digest, pin_digest):
-                raise _error(config, "login to", _REASONS[PinIncorrect])
+                raise _refused(config, _REASONS[PinIncorrect])
             return token
+        refused = self.refused.get(label)
+        if refused is not None and hmac.compare_digest(refused, pin_digest):
+            raise _refused(config, "PIN refused before, not tried again")
+        recovering = label in self.retry_at
+        if recovering and time.monotonic() < self.retry_at[label]:
+            raise HsmUnavailableError()  # no library call between two attempts
+        try:
+            if self.needs_restart:
+                self.restart()
+            # A recovery is one attempt: the next comes after the back-off, not in a loop
+            # that holds the process lock.
+            token = self._open(config, pin_digest, 1 if recovering else _OPEN_ATTEMPTS)
+        except PKCS11Error as exc:
+            self._unreachable(config, exc)
+            raise HsmUnavailableError() from exc
+        if recovering:
+            del self.retry_at[label]
+            since, _ = self.outages.pop(label, (time.monotonic(), 0.0))
+            log.warning(
+                "token %r answers again after %.1f s: session reopened",
+                label,
+                time.monotonic() - since,
+            )
+        metrics.DEPENDENCY_UP.labels("hsm").set(1)
+        return token
+
+    def _open(self, config: HsmConfig, pin_digest: bytes, attempts: int) -> _Token:
+        label = config.token_label
         # SoftHSM2 rewrites its token files at login; a process opening the token at that
         # instant (two gunicorn workers signing for the first time together) reads them
         # half-written and sees no token or a GeneralError (SoftHSMv2 issue #757). Such
         # failures are retried after a short pause; a wrong PIN never is (it would lock).
-        for attempt in range(_OPEN_ATTEMPTS):
-            last = attempt == _OPEN_ATTEMPTS - 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
             try:
                 try:
                     p11_token = self.lib.get_token(token_label=label)
                 except NoSuchToken:
                     self.restart()
                     p11_token = self.lib.get_token(token_label=label)
-            except PKCS11Error as exc:
-                if last:
-                    raise _error(config, "opening a session on", _reason(exc)) from exc
-                time.sleep(_OPEN_PAUSE * (attempt + 1))
-                continue
-            try:
                 session = p11_token.open(rw=True, user_pin=config.user_pin)
             except (PinIncorrect, PinLocked) as exc:
-                raise _error(config, "login to", _reason(exc)) from exc
-            except PKCS11Error as exc:
+                self.refused[label] = pin_digest
+                raise _refused(config, _reason(exc)) from exc
+            except PKCS11Error:
                 if last:
-                    raise _error(config, "login to", _reason(exc)) from exc
+                    raise
                 time.sleep(_OPEN_PAUSE * (attempt + 1))
                 continue
-            token = _Token(session, label, pin_digest, os.getpid(), self.tokens)
+            token = _Token(session, p11_token.slot, label, pin_digest, os.getpid(), self)
             self.tokens[label] = token
             return token
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    def _unreachable(self, config: HsmConfig, exc: PKCS11Error) -> None:
+        label, now = config.token_label, time.monotonic()
+        self.needs_restart = True
+        self.retry_at[label] = now + RECOVERY_BACKOFF
+        metrics.DEPENDENCY_UP.labels("hsm").set(0)
+        since, reported = self.outages.get(label, (now, -_REPORT_EVERY))
+        if now - reported < _REPORT_EVERY:
+            return
+        self.outages[label] = (since, now)
+        log.error(
+            "opening a session on token %r failed: %s (PKCS#11 module %s); next attempt in %.0f s",
+            label,
+            _reason(exc),
+            config.module,
+            RECOVERY_BACKOFF,
+        )
+
 
 # By resolved path: a symlink to a loaded library is the same library.
 _MODULES: dict[Path, _Module] = {}
+# Resolved path -> monotonic time before which a module that failed to load is not retried.
+_LOAD_RETRY_AT: dict[Path, float] = {}
 
 
 class KeyStore:
     """The signing keys of one token. The process holds one PKCS#11 session per token,
-    shared by its KeyStores, opened lazily and re-opened after fork (compare os.getpid());
-    every PKCS#11 call of the process is serialized behind one threading.Lock (SoftHSM2
-    runs without mutexes under python-pkcs11)."""
+    shared by its KeyStores, opened lazily and re-opened after fork (compare os.getpid())
+    or after the token was lost (module docstring); every PKCS#11 call of the process is
+    serialized behind one threading.Lock (SoftHSM2 runs without mutexes under
+    python-pkcs11)."""
 
     def __init__(self, config: HsmConfig) -> None:
         self._config = config
@@ -275,11 +474,9 @@ class KeyStore:
         else:
             key_type, key_length = KeyType.RSA, algorithm.rsa_bits
             public_template[Attribute.PUBLIC_EXPONENT] = _RSA_PUBLIC_EXPONENT.to_bytes(3, "big")
-        with self._calling(f"generating key {label!r} on") as token:
-            if _find(token.session, label):
-                raise HsmError(
-                    f"key {label!r} already exists on token {self._config.token_label!r}"
-                )
+
+        def generate(token: _Token) -> PublicKey:
+            self._refuse_existing(token, label)
             p11_public, _ = token.session.generate_keypair(
                 key_type,
                 key_length,
@@ -291,24 +488,32 @@ class KeyStore:
                 private_template=private_template,
             )
             public_key = token.public_keys[label] = _public_key(p11_public)
-        return public_key
+            return public_key
+
+        # Not retried: a failure may come after the token stored the key.
+        return self._call("generating key", label, generate, retry=False)
 
     def has_key(self, label: str) -> bool:
-        with self._calling(f"looking up key {label!r} on") as token:
-            return label in token.signers or bool(
-                _find(token.session, label, ObjectClass.PRIVATE_KEY)
-            )
+        def has_key(token: _Token) -> bool:
+            if label in token.signers or _find(token.session, label, ObjectClass.PRIVATE_KEY):
+                return True
+            _confirm_absent(token)
+            return False
+
+        return self._call("looking up key", label, has_key)
 
     def public_key(self, label: str) -> PublicKey:
-        with self._calling(f"reading public key {label!r} on") as token:
+        def public_key(token: _Token) -> PublicKey:
             cached = token.public_keys.get(label)
             if cached is not None:
                 return cached
             found = _find(token.session, label, ObjectClass.PUBLIC_KEY)
             if not found or not isinstance(found[0], P11PublicKey):
-                raise self._not_found(label)
+                raise self._not_found(token, label)
             public_key = token.public_keys[label] = _public_key(found[0])
             return public_key
+
+        return self._call("reading public key", label, public_key)
 
     def sign(self, label: str, data: bytes, scheme: SignatureScheme) -> bytes:
         digest = hashes.Hash(scheme.hash.cryptography_hash())
@@ -342,15 +547,18 @@ class KeyStore:
                 ).dump()
                 for d in digests
             ]
-        with self._calling(f"signing with key {label!r} on") as token:
+
+        def sign(token: _Token) -> list[bytes]:
             key, key_type = self._signer(token, label)
             if key_type is not _KEY_TYPE[scheme.padding]:
                 raise SceauError(
                     ErrorKind.INVALID,
-                    f"key {label!r} is {key_type.name}; {scheme.padding.value} needs"
+                    f"the key is {key_type.name}; {scheme.padding.value} needs"
                     f" {_KEY_TYPE[scheme.padding].name}",
                 )
-            signatures = [key.sign(d, mechanism=mechanism, mechanism_param=param) for d in digests]
+            return [key.sign(d, mechanism=mechanism, mechanism_param=param) for d in digests]
+
+        signatures = self._call("signing with key", label, sign)
         if scheme.padding is Padding.ECDSA:
             return [_ecdsa_der(s) for s in signatures]
         return signatures
@@ -376,11 +584,9 @@ class KeyStore:
             Attribute.DERIVE: False,
             **usage,
         }
-        with self._calling(f"generating secret key {label!r} on") as token:
-            if _find(token.session, label):
-                raise HsmError(
-                    f"key {label!r} already exists on token {self._config.token_label!r}"
-                )
+
+        def generate(token: _Token) -> None:
+            self._refuse_existing(token, label)
             token.secrets[label] = token.session.generate_key(
                 key_type,
                 _SECRET_KEY_BITS,
@@ -390,23 +596,31 @@ class KeyStore:
                 template=template,
             )
 
+        self._call("generating secret key", label, generate, retry=False)
+
     def has_secret(self, label: str) -> bool:
-        with self._calling(f"looking up secret key {label!r} on") as token:
-            return label in token.secrets or bool(
-                _find(token.session, label, ObjectClass.SECRET_KEY)
-            )
+        def has_secret(token: _Token) -> bool:
+            if label in token.secrets or _find(token.session, label, ObjectClass.SECRET_KEY):
+                return True
+            _confirm_absent(token)
+            return False
+
+        return self._call("looking up secret key", label, has_secret)
 
     def encrypt(self, label: str, plaintext: bytes, aad: bytes) -> bytes:
         """AES-256-GCM inside the token; returns nonce || ciphertext || tag. ``aad`` binds the
         ciphertext to its place (a record id), so it cannot be moved to another record."""
         nonce = secrets.token_bytes(_GCM_NONCE_BYTES)
-        with self._calling(f"encrypting with key {label!r} on") as token:
+
+        def encrypt(token: _Token) -> bytes | Iterator[bytes]:
             key = self._secret(token, label)
             if not isinstance(key, EncryptMixin):
                 raise self._cannot(label, "encrypt")
-            sealed = key.encrypt(
+            return key.encrypt(
                 plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, aad)
             )
+
+        sealed = self._call("encrypting with key", label, encrypt)
         # One buffer in, one out (the iterator form is for buffers given as iterables).
         assert isinstance(sealed, bytes)
         return nonce + sealed
@@ -414,43 +628,59 @@ class KeyStore:
     def decrypt(self, label: str, sealed: bytes, aad: bytes) -> bytes:
         """The inverse of ``encrypt``; a changed byte or another ``aad`` is an HsmError."""
         nonce, body = sealed[:_GCM_NONCE_BYTES], sealed[_GCM_NONCE_BYTES:]
-        with self._calling(f"decrypting with key {label!r} on") as token:
+
+        def decrypt(token: _Token) -> bytes | Iterator[bytes]:
             key = self._secret(token, label)
             if not isinstance(key, DecryptMixin):
                 raise self._cannot(label, "decrypt")
-            plain = key.decrypt(
+            return key.decrypt(
                 body, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, aad)
             )
+
+        plain = self._call("decrypting with key", label, decrypt)
         assert isinstance(plain, bytes)
         return plain
 
     def hmac_sha256(self, label: str, data: bytes) -> bytes:
-        with self._calling(f"computing an HMAC with key {label!r} on") as token:
+        def digest(token: _Token) -> bytes:
             key = self._secret(token, label)
             if not isinstance(key, SignMixin):
                 raise self._cannot(label, "compute an HMAC")
             return bytes(key.sign(data, mechanism=Mechanism.SHA256_HMAC))
 
+        return self._call("computing an HMAC with key", label, digest)
+
     def secret_facts(self, label: str) -> KeyFacts:
-        with self._calling(f"reading secret key {label!r} on") as token:
-            return _facts(self._secret(token, label))
+        return self._call("reading secret key", label, lambda t: _facts(self._secret(t, label)))
 
     def destroy(self, label: str) -> None:
-        with self._calling(f"destroying key {label!r} on") as token:
+        def destroy(token: _Token) -> None:
             token.signers.pop(label, None)
             token.public_keys.pop(label, None)
             found = _find(token.session, label, ObjectClass.PRIVATE_KEY) + _find(
                 token.session, label, ObjectClass.PUBLIC_KEY
             )
             if not found:
-                raise self._not_found(label)
+                raise self._not_found(token, label)
             for obj in found:
                 obj.destroy()
 
+        # Not retried: the first attempt may have destroyed one half already.
+        self._call("destroying key", label, destroy, retry=False)
+
     def key_facts(self, label: str) -> KeyFacts:
-        with self._calling(f"reading key {label!r} on") as token:
-            key, _ = self._signer(token, label)
-            return _facts(key)
+        return self._call("reading key", label, lambda t: _facts(self._signer(t, label)[0]))
+
+    def check(self) -> None:
+        """Raise an HsmError unless the token answers now: a session is open (opened here if
+        need be), the token is present (C_GetTokenInfo) and the session valid (a few random
+        bytes, C_GenerateRandom). Some tens of microseconds; for readiness probes."""
+
+        def check(token: _Token) -> None:
+            token.slot.get_token()
+            token.session.generate_random(_RANDOM_PROBE_BITS)
+
+        self._call("checking", None, check)
 
     def close(self) -> None:
         """Log out and close the session, which other KeyStores of the process on this
@@ -459,25 +689,91 @@ class KeyStore:
             token, self._token = self._token, None
             if token is None or not token.open or token.pid != os.getpid():
                 return
+            token.open = False
+            if token.module.tokens.get(token.label) is token:
+                del token.module.tokens[token.label]
             try:
-                token.close()
+                token.session.close()
             except PKCS11Error as exc:
-                raise _error(self._config, "closing the session on", _reason(exc)) from exc
+                # The session is gone either way; whatever state the library is in, the
+                # next session comes from a fresh initialisation.
+                token.module.needs_restart = True
+                log.warning("closing the session on token %r failed: %s", token.label, _reason(exc))
 
-    @contextlib.contextmanager
-    def _calling(self, operation: str) -> Iterator[_Token]:
-        """Hold the process lock around PKCS#11 calls; name module and token on failure."""
+    def _call(
+        self, action: str, label: str | None, body: Callable[[_Token], T], *, retry: bool = True
+    ) -> T:
+        """Run ``body`` on this token's session under the process lock. A PKCS#11 failure
+        becomes an HsmError (the session dropped if it may be lost, see _failure); every
+        other exception but a SceauError too, so that no caller sees another type."""
         with _LOCK:
+            token = self._session()
             try:
-                yield self._session()
-            except PKCS11Error as exc:
-                raise _error(self._config, operation, _reason(exc)) from exc
+                return body(token)
+            except SceauError:
+                raise
+            except Exception as exc:
+                if not (retry and isinstance(exc, _STALE)):
+                    raise self._failure(token, exc, action, label) from exc
+                self._lost(token, exc, action, label, retry_now=True)
+            # A handle or session from before a reset of the token (the device restarted,
+            # its directory came back): the operation did not run and changes nothing in
+            # the token, so it runs once more on a fresh session whose keys are found
+            # again by label; telling the caller "unavailable" for a token that answers
+            # would fail one request per reset. A second failure is the answer (and if the
+            # token is really gone, reopening fails and the back-off starts).
+            token = self._session()
+            try:
+                return body(token)
+            except SceauError:
+                raise
+            except Exception as exc:
+                raise self._failure(token, exc, action, label) from exc
 
     def _session(self) -> _Token:
         token = self._token
         if token is None or not token.open or token.pid != os.getpid():
-            token = self._token = _Module.for_config(self._config).token(self._config)
+            try:
+                token = self._token = _Module.for_config(self._config).token(self._config)
+            except SceauError:
+                raise
+            except Exception as exc:  # a guard: for_config and token() raise HsmErrors only
+                log.error(
+                    "opening a session on token %r failed (PKCS#11 module %s)",
+                    self._config.token_label,
+                    self._config.module,
+                    exc_info=exc,
+                )
+                raise HsmUnavailableError() from exc
         return token
+
+    def _failure(self, token: _Token, exc: Exception, action: str, label: str | None) -> HsmError:
+        what = _what(action, label, token.label)
+        if not isinstance(exc, PKCS11Error):
+            log.error("%s failed", what, exc_info=exc)
+            return HsmError("the signing device failed")
+        if isinstance(exc, _LOST) or (
+            (isinstance(exc, _AMBIGUOUS) or type(exc) is PKCS11Error) and not token.answers()
+        ):
+            return self._lost(token, exc, action, label, retry_now=False)
+        log.warning("%s refused: %s", what, _reason(exc))
+        return HsmError(REFUSED)
+
+    def _lost(
+        self, token: _Token, exc: PKCS11Error, action: str, label: str | None, *, retry_now: bool
+    ) -> HsmUnavailableError:
+        # A stale handle retried at once is usually healed within the call: a warning.
+        log.log(
+            logging.WARNING if retry_now else logging.ERROR,
+            "%s failed: %s (PKCS#11 module %s); session dropped, %s",
+            _what(action, label, token.label),
+            _reason(exc),
+            self._config.module,
+            "reopening it now" if retry_now else f"reopened from {RECOVERY_BACKOFF:.0f} s on",
+        )
+        if token.open and token.pid == os.getpid():
+            token.module.lose(token, retry_now=retry_now)
+        return HsmUnavailableError()
 
     def _signer(self, token: _Token, label: str) -> tuple[SignMixin, KeyType]:
         cached = token.signers.get(label)
@@ -485,12 +781,10 @@ class KeyStore:
             return cached
         found = _find(token.session, label, ObjectClass.PRIVATE_KEY)
         if not found:
-            raise self._not_found(label)
+            raise self._not_found(token, label)
         key = found[0]
         if not isinstance(key, SignMixin):
-            raise HsmError(
-                f"key {label!r} on token {self._config.token_label!r} is not allowed to sign"
-            )
+            raise self._cannot(label, "sign")
         signer = token.signers[label] = (key, KeyType(key[Attribute.KEY_TYPE]))
         return signer
 
@@ -500,17 +794,26 @@ class KeyStore:
             return cached
         found = _find(token.session, label, ObjectClass.SECRET_KEY)
         if not found or not isinstance(found[0], SecretKey):
-            raise self._not_found(label)
+            raise self._not_found(token, label)
         token.secrets[label] = found[0]
         return found[0]
 
-    def _cannot(self, label: str, what: str) -> HsmError:
-        return HsmError(
-            f"key {label!r} on token {self._config.token_label!r} is not allowed to {what}"
-        )
+    def _refuse_existing(self, token: _Token, label: str) -> None:
+        if _find(token.session, label):
+            log.warning("key %r already exists on token %r", label, token.label)
+            raise HsmError("a key with this label already exists in the signing device")
+        _confirm_absent(token)
 
-    def _not_found(self, label: str) -> KeyNotFoundError:
-        return KeyNotFoundError(f"no key {label!r} on token {self._config.token_label!r}")
+    def _cannot(self, label: str, what: str) -> HsmError:
+        log.warning(
+            "key %r on token %r is not allowed to %s", label, self._config.token_label, what
+        )
+        return HsmError(f"the key is not allowed to {what}")
+
+    def _not_found(self, token: _Token, label: str) -> KeyNotFoundError:
+        _confirm_absent(token)
+        log.warning("no key %r on token %r", label, token.label)
+        return KeyNotFoundError()
 
 
 def _find(session: Session, label: str, object_class: ObjectClass | None = None) -> list[Object]:
@@ -518,6 +821,19 @@ def _find(session: Session, label: str, object_class: ObjectClass | None = None)
     if object_class is not None:
         template[Attribute.CLASS] = object_class
     return list(session.get_objects(template))
+
+
+def _confirm_absent(token: _Token) -> None:
+    """A search on a token that went away finds nothing rather than failing (SoftHSM2, its
+    directory gone): before a key is called missing (and, say, a retired key's row marked
+    destroyed), the token must answer C_GetTokenInfo. Raises the PKCS11Error if not."""
+    token.slot.get_token()
+
+
+def _what(action: str, label: str | None, token_label: str) -> str:
+    """For the log: "signing with key 'k' on token 't'"."""
+    key = f" {label!r}" if label is not None else ""
+    return f"{action}{key} on token {token_label!r}"
 
 
 def _facts(key: Object) -> KeyFacts:
@@ -551,9 +867,8 @@ def _public_key(p11_key: P11PublicKey) -> PublicKey:
         loaded = serialization.load_der_public_key(encode_ec_public_key(p11_key))
         if isinstance(loaded, ec.EllipticCurvePublicKey):
             return loaded
-    raise HsmError(
-        f"public key {p11_key[Attribute.LABEL]!r} is neither RSA nor a named-curve EC key"
-    )
+    log.warning("public key %r is neither RSA nor a named-curve EC key", p11_key[Attribute.LABEL])
+    raise HsmError("the public key is neither RSA nor a named-curve EC key")
 
 
 def _ecdsa_der(raw: bytes) -> bytes:
@@ -571,7 +886,8 @@ def _read_conf(conf: Path | None) -> bytes | None:
     try:
         return conf.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"SoftHSM2 configuration {conf}: {exc.strerror}") from exc
+        log.error("SoftHSM2 configuration %s: %s", conf, exc.strerror)
+        raise ConfigError(f"the SoftHSM2 configuration cannot be read: {exc.strerror}") from exc
 
 
 def _export_conf(conf: Path | None) -> None:
@@ -586,9 +902,11 @@ def _reason(exc: PKCS11Error) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _error(config: HsmConfig, operation: str, reason: str) -> HsmError:
-    """``operation`` reads before "token 'X'": "login to", "signing with key 'k' on"."""
-    return HsmError(
-        f"{operation} token {config.token_label!r} failed: {reason}"
-        f" (PKCS#11 module {config.module})"
+def _refused(config: HsmConfig, reason: str) -> HsmError:
+    log.error(
+        "login to token %r failed: %s (PKCS#11 module %s)",
+        config.token_label,
+        reason,
+        config.module,
     )
+    return HsmError(f"the signing device refused the login: {reason}")

@@ -3,16 +3,22 @@
 SoftHSM2 keeps keys in files under a token directory named by its configuration file,
 which the library reads from ``SOFTHSM2_CONF`` when it initialises. Production uses a
 real HSM; nothing here is needed to run against one.
+
+Like the key store's, these errors tell the caller what failed, not where: paths, labels
+and the tool's own words go to the log (PINs blanked out).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
 from core.errors import ConfigError, HsmError
+
+log = logging.getLogger("sceau.hsm")
 
 # Where distributions install the module: Debian/Ubuntu (the first is a symlink to the
 # multiarch one), Fedora/RHEL, a source build, Homebrew.
@@ -37,7 +43,8 @@ def find_softhsm_module() -> Path:
         if candidate.is_file():
             return candidate
     tried = ", ".join(str(p) for p in SOFTHSM_MODULE_CANDIDATES)
-    raise ConfigError(f"SoftHSM2 PKCS#11 module not found (looked at {tried}): {_INSTALL_HINT}")
+    log.error("SoftHSM2 PKCS#11 module not found; looked at %s", tried)
+    raise ConfigError(f"SoftHSM2 PKCS#11 module not found: {_INSTALL_HINT}")
 
 
 def ensure_softhsm_token(home: Path, label: str, user_pin: str, so_pin: str) -> Path:
@@ -47,7 +54,8 @@ def ensure_softhsm_token(home: Path, label: str, user_pin: str, so_pin: str) -> 
     homes at one shared token directory (one process can only use one, see core.hsm.keystore).
     """
     if len(label.encode()) > TOKEN_LABEL_MAX_BYTES:
-        raise ConfigError(f"token label {label!r} is longer than {TOKEN_LABEL_MAX_BYTES} bytes")
+        log.error("token label %r is longer than %d bytes", label, TOKEN_LABEL_MAX_BYTES)
+        raise ConfigError(f"the token label is longer than {TOKEN_LABEL_MAX_BYTES} bytes")
     for name, pin in (("user PIN", user_pin), ("SO PIN", so_pin)):
         # Outside these bounds softhsm2-util ignores the argument and prompts instead.
         if not PIN_MIN_BYTES <= len(pin.encode()) <= PIN_MAX_BYTES:
@@ -79,7 +87,8 @@ def _tokendir(conf: Path) -> Path:
         key, sep, value = line.partition("=")
         if sep and key.strip() == "directories.tokendir":
             return Path(value.strip())
-    raise ConfigError(f"{conf}: no directories.tokendir setting")
+    log.error("%s: no directories.tokendir setting", conf)
+    raise ConfigError(f"{CONF_NAME} has no directories.tokendir setting")
 
 
 def _token_labels(conf: Path) -> set[str]:
@@ -108,5 +117,6 @@ def _run_util(conf: Path, args: list[str], *, redact: tuple[str, ...]) -> str:
         said = (result.stderr.strip() or result.stdout.strip() or "no output").replace("\n", " ")
         for secret in redact:
             said = said.replace(secret, "***")
-        raise HsmError(f"{_UTIL} {args[0]} failed (exit {result.returncode}): {said}")
+        log.error("%s %s failed (exit %d): %s", _UTIL, args[0], result.returncode, said)
+        raise HsmError(f"{_UTIL} {args[0]} failed (exit {result.returncode})")
     return result.stdout

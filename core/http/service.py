@@ -14,9 +14,10 @@ from typing import TypeVar, cast
 
 from flask import Flask, current_app
 
-from core.accounts.throttle import DEFAULT_FAILURES_PER_MINUTE, FailureThrottle
+from core.accounts.throttle import FailureThrottle
 from core.context import ServiceContext
 from core.http.problems import install_common
+from core.http.readiness import install_readiness
 
 T = TypeVar("T")
 
@@ -37,7 +38,9 @@ def make_service(
         max_body_bytes=max_body_bytes or ctx.config.service.max_body_bytes,
         schema=ctx.schema(),
     )
-    provide(app, FailureThrottle(DEFAULT_FAILURES_PER_MINUTE))  # core.accounts.clients
+    install_readiness(app, ctx.db, ctx.keys)  # GET /readyz: database and HSM answer
+    # Failed API tokens, per client address (core.accounts.clients.authenticate).
+    provide(app, FailureThrottle(ctx.config.service.auth_failures_per_minute))
     return app
 
 
