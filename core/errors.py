@@ -59,7 +59,8 @@ class UnavailableError(SceauError):
 
 
 class HsmError(SceauError):
-    """A PKCS#11 failure. The message names module and token, never the PIN."""
+    """A PKCS#11 failure. The message names no module path, token or key label and never a
+    PIN (the key store logs those specifics for the operator)."""
 
     def __init__(self, detail: str) -> None:
         super().__init__(ErrorKind.HSM, detail, retry_after=RETRY_AFTER_SECONDS)

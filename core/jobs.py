@@ -21,6 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import IntegrityError
 
+from core.errors import SceauError
 from core.store.db import Database
 from core.store.models import JobLock
 
@@ -86,6 +87,10 @@ class JobRunner:
             if not take_lease(self.db, name, self.holder, now=now, lease=lease):
                 return False
             job(now)
+        except SceauError as exc:
+            # A dependency away (database, HSM) is said once a tick, without a traceback:
+            # the job runs again at its next tick, and /readyz tells the operator why.
+            log.warning("scheduled job %s did not run: %s", name, exc.detail)
         except Exception:
             log.exception("scheduled job %s failed", name)
         return True

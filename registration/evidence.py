@@ -18,6 +18,7 @@ from core import audit
 from core.accounts.clients import Client
 from core.errors import ErrorKind, HsmError, SceauError
 from core.hsm.envelope import Sealed, Sealer
+from core.hsm.keystore import HsmUnavailableError
 from core.store.db import Database
 from core.store.models import EvidenceFile, IdentityProof
 from pki.context import PkiContext
@@ -222,6 +223,8 @@ def open_evidence(sealer: Sealer, file: EvidenceFile) -> bytes:
         return sealer.open(
             evidence_aad(file.proof_id, file.id), Sealed(file.wrapped_key, file.sealed)
         )
+    except HsmUnavailableError:
+        raise  # the token is away, the file may be fine: 503, not a conflict
     except HsmError as exc:
         log.error("evidence file %s of %s does not open: %s", file.id, file.proof_id, exc.detail)
         raise SceauError(

@@ -30,6 +30,7 @@ from core import audit
 from core.accounts.clients import Client
 from core.errors import ErrorKind, HsmError, SceauError
 from core.hsm.envelope import Sealer
+from core.hsm.keystore import HsmUnavailableError
 from core.store.db import Database
 from core.store.models import ApiClient, EvidenceFile, IdentityProof, ProofTerm
 from pki.context import PkiContext
@@ -176,6 +177,8 @@ def open_proof(sealer: Sealer, proof: IdentityProof) -> dict[str, Any]:
     the proof, logged for the operator, never an internal error."""
     try:
         return open_record(sealer, proof)
+    except HsmUnavailableError:
+        raise  # the token is away, the record may be fine: 503, not a conflict
     except HsmError as exc:
         log.error("identity proof %s: sealed record does not open: %s", proof.id, exc.detail)
         raise SceauError(

@@ -151,6 +151,8 @@ def install_common(app: Flask, service: str, *, max_body_bytes: int, schema: str
         metrics.ERRORS.labels(service, exc.kind.value).inc()
         if exc.kind in {ErrorKind.HSM, ErrorKind.CONFIG, ErrorKind.UNAVAILABLE}:
             log.error("request %s: %s", g.get("request_id"), exc.detail)
+        if exc.kind is ErrorKind.UNAVAILABLE:
+            metrics.DEPENDENCY_UP.labels("database").set(0)  # /readyz sets it back
         return problem(exc.kind, exc.detail, retry_after=exc.retry_after)
 
     @app.errorhandler(SQLAlchemyError)
@@ -163,6 +165,7 @@ def install_common(app: Flask, service: str, *, max_body_bytes: int, schema: str
             metrics.ERRORS.labels(service, ErrorKind.CONFLICT.value).inc()
             return problem(ErrorKind.CONFLICT, "a concurrent request changed this record; retry")
         metrics.ERRORS.labels(service, ErrorKind.UNAVAILABLE.value).inc()
+        metrics.DEPENDENCY_UP.labels("database").set(0)  # /readyz sets it back
         return problem(
             ErrorKind.UNAVAILABLE,
             "the database is not answering; retry later",
