@@ -17,6 +17,7 @@ from asn1crypto import x509 as ax509
 from cryptography import x509
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from core import audit, metrics
 from core.accounts.clients import Client
@@ -286,9 +287,10 @@ class CertificateAuthority:
                 )
             raise
         der = assemble(draft.tbs_der, issuer.info.scheme, signature)
+
         # Lock order (pki.revocation): the certificate row, the rows of the listeners and
         # the custodian, the audit head last.
-        with self.db.write() as session:
+        def store(session: Session) -> None:
             session.execute(
                 update(Certificate).where(Certificate.id == row_id).values(status="issued", der=der)
             )
@@ -311,6 +313,12 @@ class CertificateAuthority:
                     "credential": draft.credential_id,
                 },
             )
+
+        # transact(), not write(): the certificate is signed already, so a transaction the
+        # database aborts for a deadlock or a serialization failure is run again (its body
+        # touches nothing outside the session). Answered 503 instead, it left the signed
+        # certificate unrecorded and its row "reserved" (tests/test_concurrency.py).
+        self.db.transact(store)
         metrics.CERTIFICATES_ISSUED.labels(profile=draft.profile.id).inc()
         return IssuedCertificate(
             serial=serial,

@@ -8,7 +8,9 @@ A database that does not answer (down, read-only, full, locked past the busy tim
 pool that cannot connect) surfaces from :meth:`Database.read` and :meth:`Database.write`
 as ``UnavailableError`` (503 with Retry-After in every service), the transaction rolled
 back, so nothing is half-written. A transaction PostgreSQL aborts for a deadlock or a
-serialization failure is marked retryable; :meth:`Database.transact` runs it again.
+serialization failure is marked retryable; :meth:`Database.transact` runs it again. A
+caller's text that PostgreSQL cannot hold (a NUL character) is an invalid request
+(``SceauError(INVALID)``), as it is no outage.
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.errors import UnavailableError
+from core.errors import ErrorKind, SceauError, UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,10 @@ class Database:
                 yield session
         except _UNANSWERED as exc:
             raise unavailable(exc) from exc
+        except DataError as exc:
+            if not holds_nul(exc):
+                raise
+            raise SceauError(ErrorKind.INVALID, NUL_DETAIL) from exc
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -103,6 +109,10 @@ class Database:
                 yield session
         except _UNANSWERED as exc:
             raise unavailable(exc) from exc
+        except DataError as exc:
+            if not holds_nul(exc):
+                raise
+            raise SceauError(ErrorKind.INVALID, NUL_DETAIL) from exc
 
     def transact(self, body: Callable[[Session], T]) -> T:
         """Run ``body`` in a write transaction, again (after a short random pause) when the
@@ -138,6 +148,21 @@ def unavailable(exc: Exception) -> UnavailableError:
             "the database aborted a concurrent transaction; retry", retryable=True
         )
     return UnavailableError("the database is not answering; retry later")
+
+
+# psycopg's words when a str parameter holds U+0000, which PostgreSQL's text types cannot
+# store (it refuses the parameter before the statement is sent). SQLite takes such a value
+# and simply matches nothing.
+_NUL_REFUSED = "cannot contain NUL (0x00)"
+NUL_DETAIL = "a text value holds a NUL character (U+0000)"
+
+
+def holds_nul(exc: DataError) -> bool:
+    """Was a caller's text refused for a NUL character (an id in a URL or a JSON body, a
+    login name)? That is the caller's mistake: read() and write() raise it as INVALID (422,
+    CSC's invalid_request), where it used to reach core.http.problems as a database error
+    and be answered 503 "the database is not answering". Other DataErrors go on as before."""
+    return _NUL_REFUSED in str(exc.orig)
 
 
 def _alembic_config(url: str) -> AlembicConfig:

@@ -8,16 +8,13 @@ concurrent requests are concurrent connections, spread by the kernel over the wo
 Officers log in the way a browser does: the login page's anti-forgery cookie and field,
 then the session cookie (:class:`Browser`).
 
-The gunicorn worker. ``core.http.worker.ProblemThreadWorker`` answers unparsable HTTP
-with problem+json and gives a connection a thread only once its header block is in. If
-`sceau serve` does not use it yet (it is being wired), :class:`LiveServer` starts the same
-`sceau serve` through ``python -m tests.support.live`` (below), which sets that worker
-class and changes nothing else; :func:`serve_wires_problem_worker` says which it was.
+`sceau serve` runs gunicorn with ``core.http.worker.ProblemThreadWorker``, which answers
+unparsable HTTP with problem+json and gives a connection a thread only once its header
+block is in: tests/test_bad_input.py checks both through the server.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import http.client
@@ -27,7 +24,6 @@ import re
 import secrets
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import pyotp
 from sqlalchemy import func, select
@@ -53,8 +50,6 @@ from tests.support.pki import make_home
 from tests.support.postgres import PgCluster
 from tests.support.servers import SceauServer
 
-REPO = Path(__file__).resolve().parents[2]
-PROBLEM_WORKER = "core.http.worker.ProblemThreadWorker"
 PROBLEM_JSON = "application/problem+json"
 WORKERS, THREADS = 2, 4  # what the issue's attacks ran against
 ALL_PROFILES = ("person-lcp", "person-qcp-n-qscd", "seal-lcp", "seal-qcp-l-qscd")
@@ -192,38 +187,9 @@ def at_once(calls: Sequence[Callable[[], T]], *, timeout: float = 120) -> list[T
 # -- the server -----------------------------------------------------------------------------
 
 
-def serve_wires_problem_worker(home: Path) -> bool:
-    """Does `sceau serve` itself run ProblemThreadWorker? (gunicorn's own config object,
-    built as `sceau serve` builds it; nothing is started)."""
-    from sceau.cli import build_parser
-    from sceau.cli.serve import DevServer
-
-    args = build_parser().parse_args(["--home", str(home), "serve"])
-    return str(DevServer(args, home).cfg.worker_class_str).endswith("ProblemThreadWorker")
-
-
 @dataclass
 class LiveServer(SceauServer):
-    """`sceau serve`, with ProblemThreadWorker even where `sceau serve` does not wire it."""
-
-    wired: bool = field(default=False, init=False)
-
-    def start(self) -> None:
-        self.wired = serve_wires_problem_worker(self.home)
-        head = [str(BIN / "sceau")] if self.wired else [sys.executable, "-m", __name__]
-        argv = [*head, "--home", str(self.home), "serve", "--host", LOOPBACK]
-        argv += ["--port", str(self.port), "--workers", str(self.workers)]
-        argv += ["--threads", str(self.threads or THREADS)]
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                argv,
-                cwd=REPO,  # python -m tests.support.live
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stopping it reaches the workers
-                env={**os.environ, **(self.env or {})},
-            )
+    """`sceau serve`, whose gunicorn runs ProblemThreadWorker (sceau/cli/serve.py)."""
 
     def worker_pids(self) -> list[int]:
         """The gunicorn workers: the processes of the server's group but its master."""
@@ -477,8 +443,6 @@ class Browser:
         return self._keep(self.live.call("GET", path, headers=self._headers()))
 
     def post(self, path: str, form: dict[str, str]) -> Answer:
-        from urllib.parse import urlencode
-
         headers = self._headers({"Content-Type": "application/x-www-form-urlencoded"})
         return self._keep(self.live.call("POST", path, urlencode(form).encode(), headers))
 
@@ -536,24 +500,3 @@ def wait_until(check: Callable[[], bool], *, timeout: float, every: float = 0.2)
         assert time.monotonic() - started < timeout, f"not within {timeout} s"
         time.sleep(every)
     return time.monotonic() - started
-
-
-# -- `sceau serve` with ProblemThreadWorker, while `sceau serve` does not wire it ----------
-
-
-def _serve(argv: list[str]) -> int:
-    from sceau.cli import build_parser
-    from sceau.cli import serve as serve_command
-
-    class WithProblemWorker(serve_command.DevServer):  # type: ignore[misc,name-defined]
-        def load_config(self) -> None:
-            super().load_config()
-            self.cfg.set("worker_class", PROBLEM_WORKER)
-
-    args: argparse.Namespace = build_parser().parse_args(argv)
-    serve_command.DevServer = WithProblemWorker  # type: ignore[misc]
-    return serve_command.run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(_serve(sys.argv[1:]))
