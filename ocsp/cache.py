@@ -28,6 +28,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.errors import SceauError
 from core.store.db import Database
 from core.store.models import OcspResponse
 from ocsp import der
@@ -122,10 +123,10 @@ class EpochWatch:
             # One thread re-reads; the others answer from the view of a moment ago.
             try:
                 self._epochs = self._read()
-            except SQLAlchemyError:
+            except (SQLAlchemyError, SceauError) as exc:
                 # Keep the last view: with the database unreachable, no revocation can
-                # be recorded either.
-                log.exception("reading issuer_status epochs failed")
+                # be recorded either (core.store.db raises UnavailableError).
+                log.warning("reading issuer_status epochs failed: %s", exc)
             finally:
                 self._due = time.monotonic() + self._interval
                 self._lock.release()

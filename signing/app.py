@@ -7,6 +7,7 @@ import logging
 from datetime import timedelta
 
 from flask import Flask
+from werkzeug.exceptions import HTTPException
 
 from core.http.service import make_service, provide, provided
 from core.jobs import JobRunner
@@ -31,6 +32,9 @@ def create_app(ctx: PkiContext) -> Flask:
     )
     provide(app, engine)
     app.register_blueprint(views.bp)
+    # The common handlers answer problem+json; this service answers CSC's error object.
+    app.register_error_handler(HTTPException, views.http_error)
+    app.register_error_handler(Exception, views.unexpected_error)
     return app
 
 

@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, request
+from werkzeug.exceptions import HTTPException
 
 from core.accounts.clients import Client, authenticate
 from core.errors import ErrorKind, SceauError
+from core.http.problems import unreadable_body
 from core.http.requests import json_object
 from core.http.service import provided
 from signing.engine import SigningEngine
@@ -41,11 +43,17 @@ R = TypeVar("R", bound=CscRequest)
 
 bp = Blueprint("csc", __name__, url_prefix="/csc/v2")
 
-# The platform's errors that reach a CSC view: the bearer token, and the key store refusing
-# a request (bodies that cannot be read are CscErrors already, see _body).
+# The platform's errors that reach a CSC view: the bearer token (and its throttle), the key
+# store refusing a request, and a dependency that does not answer (bodies that cannot be
+# read are CscErrors already, see _body). CSC 10 borrows OAuth's error codes (RFC 6749
+# 5.2, 4.1.2.1): temporarily_unavailable is the one for "try again later".
 _SCEAU_ERRORS = {
     ErrorKind.UNAUTHENTICATED: (401, "invalid_token"),
     ErrorKind.INVALID: (400, "invalid_request"),
+    ErrorKind.TOO_LARGE: (413, "invalid_request"),
+    ErrorKind.THROTTLED: (429, "temporarily_unavailable"),
+    ErrorKind.UNAVAILABLE: (503, "temporarily_unavailable"),
+    ErrorKind.HSM: (503, "temporarily_unavailable"),
 }
 
 
@@ -57,10 +65,14 @@ def _json(body: dict[str, Any], status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
-def _error(status: int, error: str, description: str) -> Response:
+def _error(
+    status: int, error: str, description: str, *, retry_after: int | None = None
+) -> Response:
     response = _json({"error": error, "error_description": description}, status)
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="sceau"'
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     return response
 
 
@@ -71,14 +83,32 @@ def _csc_error(exc: CscError) -> Response:
     return _error(exc.status, exc.error, exc.description)
 
 
+def http_error(exc: HTTPException) -> Response:
+    """What Flask answers before a CSC view runs (unknown path 404, wrong method 405, body
+    too large 413), in CSC's error format: the whole service speaks CSC."""
+    status = exc.code or 500
+    error = "invalid_request" if status < 500 else "server_error"
+    return _error(status, error, exc.description or "invalid request")
+
+
+def unexpected_error(exc: Exception) -> Response:
+    if unreadable_body(exc):
+        return _error(400, "invalid_request", "the request body is not valid HTTP/1.1")
+    log.exception("CSC %s failed", request.path)
+    return _error(500, "server_error", "the signing service failed; quote the request id")
+
+
 @bp.errorhandler(SceauError)
 def _sceau_error(exc: SceauError) -> Response:
     status, error = _SCEAU_ERRORS.get(exc.kind, (500, "server_error"))
     if status == 500:
         log.error("CSC %s failed: %s", request.path, exc.detail)
         return _error(500, error, "the signing service failed; quote the request id")
-    log.info("CSC %s refused: %s", request.path, exc.detail)
-    return _error(status, error, exc.detail)
+    if status >= 500:
+        log.error("CSC %s not served: %s", request.path, exc.detail)
+    else:
+        log.info("CSC %s refused: %s", request.path, exc.detail)
+    return _error(status, error, exc.detail, retry_after=exc.retry_after)
 
 
 @dataclass(frozen=True)
@@ -101,6 +131,8 @@ def _body() -> dict[str, Any]:
     try:
         return json_object()
     except SceauError as exc:
+        if exc.kind is ErrorKind.TOO_LARGE:
+            raise
         # Not sent as JSON, not JSON, too deep, a lone surrogate, not an object: CSC has
         # one answer for a body it cannot read (rendered here, not as a problem document).
         raise invalid(exc.detail) from exc

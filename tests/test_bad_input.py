@@ -242,7 +242,8 @@ def _chunked(body: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class Raw:
-    """Bytes sent as they are, and the exact answer: status and problem type."""
+    """Bytes sent as they are, and the exact answer: status and problem type (for the CSC
+    API, which answers in its own format everywhere, ``csc:`` and its error code)."""
 
     data: bytes  # b"{token}" is replaced by the platform's token
     status: int
@@ -252,6 +253,7 @@ class Raw:
 JSON_POST = ("Content-Type: application/json", "Authorization: Bearer {token}")
 OCSP_POST = (f"Content-Type: {OCSP_REQUEST}",)
 TSA_POST = (f"Content-Type: {QUERY}",)
+CSC_INVALID = "csc:invalid_request"
 BAD_CHUNK = b"zz\r\n{}\r\n0\r\n\r\n"  # a chunk size that is no hexadecimal number
 PADDED_PROOF = json.dumps(NATURAL).encode() + b" " * 70_000  # valid JSON, past 64 KiB
 
@@ -290,7 +292,7 @@ RAW: dict[str, Raw] = {
         _head("POST", "/csc/v2/signatures/signHash", *JSON_POST, "Transfer-Encoding: chunked")
         + BAD_CHUNK,
         400,
-        MALFORMED,
+        CSC_INVALID,
     ),
     "bad-chunk-ocsp": Raw(
         _head("POST", "/ocsp", *OCSP_POST, "Transfer-Encoding: chunked") + BAD_CHUNK, 400, MALFORMED
@@ -318,7 +320,7 @@ RAW: dict[str, Raw] = {
     "announced-oversized-csc": Raw(
         _head("POST", "/csc/v2/signatures/signHash", *JSON_POST, "Content-Length: 999999999"),
         413,
-        TOO_LARGE,
+        CSC_INVALID,
     ),
     "announced-oversized-ocsp": Raw(
         _head("POST", "/ocsp", *OCSP_POST, "Content-Length: 999999999"), 413, TOO_LARGE
@@ -343,42 +345,36 @@ RAW: dict[str, Raw] = {
         TOO_LARGE,
     ),
     "unknown-method-ca": Raw(_head("FOOBAR", "/ca/api/v1/certificates"), 405, INVALID),
-    "unknown-method-csc": Raw(_head("FOOBAR", "/csc/v2/info"), 405, INVALID),
+    "unknown-method-csc": Raw(_head("FOOBAR", "/csc/v2/info"), 405, CSC_INVALID),
     "unknown-method-ocsp": Raw(_head("FOOBAR", "/ocsp"), 405, INVALID),
     "unknown-method-tsa": Raw(_head("FOOBAR", "/tsa"), 405, INVALID),
     "unknown-method-admin": Raw(_head("FOOBAR", "/ra/admin/login"), 405, INVALID),
     "unknown-method-no-route": Raw(_head("FOOBAR", "/nowhere"), 404, NOT_FOUND),
     "delete-a-certificate": Raw(_head("DELETE", "/ca/api/v1/certificates/01"), 405, INVALID),
 }
-RAW_BUGS = {
-    "chunked-oversized-json": "core/http/requests.py json_object() reads request.get_data(), "
-    "which werkzeug's LimitedStream cuts at MAX_CONTENT_LENGTH without a word when the body "
-    "is chunked (readall stops at the limit; only a further read raises 413): a 70 kB "
-    "chunked body is read as its first 64 KiB, here a valid identity proof, answered 201",
-}
 
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(n, marks=[pytest.mark.xfail(reason=RAW_BUGS[n], strict=True)])
-        if n in RAW_BUGS
-        else n
-        for n in RAW
-    ],
+    [*RAW],
 )
 def test_raw_http_gets_problem_json(live: LiveHome, name: str) -> None:
     case = RAW[name]
     data = case.data.replace(b"{token}", live.token.encode())
     answer = parse_raw(raw_exchange(live.port, data))
     assert answer.status == case.status, answer
-    assert answer.media_type == PROBLEM_JSON, answer  # never gunicorn's HTML page
+    assert "<html" not in answer.text.lower()  # never gunicorn's HTML page
+    if case.problem.startswith("csc:"):
+        assert answer.media_type == "application/json", answer
+        assert json.loads(answer.text)["error"] == case.problem.removeprefix("csc:"), answer
+        return
+    assert answer.media_type == PROBLEM_JSON, answer
     assert answer.problem_type == case.problem, answer
-    assert "<html" not in answer.text.lower()
 
 
 def test_unknown_methods_do_not_grow_the_metrics(live: LiveHome) -> None:
-    """Made-up methods on made-up paths: each answered 404/405 in problem+json, and the
+    """Made-up methods on made-up paths: each answered 404/405 in problem+json (CSC's error
+    object under /csc/), and the
     metrics keep a bounded label set (method "other", endpoint "unmatched") whatever the
     variety, in every worker's registry."""
     rng = random.Random(20261204)  # noqa: S311 - names, not secrets
@@ -392,7 +388,8 @@ def test_unknown_methods_do_not_grow_the_metrics(live: LiveHome) -> None:
             sent.add(method)
             answer = live.call(method, path)
             assert answer.status in {404, 405}, answer
-            assert answer.media_type == PROBLEM_JSON, answer
+            csc = path.startswith("/csc/")
+            assert answer.media_type == ("application/json" if csc else PROBLEM_JSON), answer
     for _ in range(12):  # each /metrics answer is one worker's registry: see both
         page = live.call("GET", "/metrics").text
         assert len(page) < 256 * 1024
@@ -567,11 +564,6 @@ def test_guessed_tokens_are_throttled_per_address(live: LiveHome) -> None:
     assert len(bursts) == 1 and bursts[0].details["failures"] == LIMIT
 
 
-@pytest.mark.xfail(
-    reason="signing/views.py _SCEAU_ERRORS has no THROTTLED: once an address is throttled "
-    "the CSC API answers 500 server_error ('the signing service failed') instead of 429",
-    strict=True,
-)
 def test_guessed_tokens_are_throttled_on_the_csc_api(live: LiveHome) -> None:
     conn = KeptAlive(live)
     try:

@@ -363,11 +363,6 @@ def test_issuance_and_signatures_answer_503_then_heal(
     assert signed.status_code == 200, signed.json
 
 
-@pytest.mark.xfail(
-    reason="signing/views.py renders ErrorKind.HSM as CSC 500 server_error, not 503"
-    " temporarily_unavailable with Retry-After (the signing service's to change)",
-    strict=False,
-)
 def test_csc_sign_hash_is_temporarily_unavailable_while_the_token_is_gone(
     own: Pki, token_away: Callable[[], Callable[[], None]]
 ) -> None:

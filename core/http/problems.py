@@ -82,7 +82,7 @@ _HTTP_KINDS = {
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def _unreadable_body(exc: Exception) -> bool:
+def unreadable_body(exc: Exception) -> bool:
     """An error gunicorn raised while the application read the body (an invalid chunk
     size or terminator): the client's fault, raised from inside ``wsgi.input``."""
     return type(exc).__module__.startswith("gunicorn.http")
@@ -130,7 +130,8 @@ def install_common(app: Flask, service: str, *, max_body_bytes: int, schema: str
         g.started = time.perf_counter()
         # Refuse an announced oversized body before reading a byte of it.
         if request.content_length is not None and request.content_length > max_body_bytes:
-            return problem(ErrorKind.TOO_LARGE, f"body larger than {max_body_bytes} bytes")
+            # Raised, not returned: each service renders it in its protocol's terms.
+            raise SceauError(ErrorKind.TOO_LARGE, f"body larger than {max_body_bytes} bytes")
         return None
 
     @app.after_request
@@ -181,7 +182,7 @@ def install_common(app: Flask, service: str, *, max_body_bytes: int, schema: str
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        if _unreadable_body(exc):
+        if unreadable_body(exc):
             metrics.ERRORS.labels(service, ErrorKind.MALFORMED.value).inc()
             return problem(ErrorKind.MALFORMED, "the request body is not valid HTTP/1.1")
         # Logged with the request id for the operator; the caller learns nothing inside.

@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any, TypeVar
 
-from flask import request
+from flask import current_app, request
 from pydantic import BaseModel, ValidationError
 
 from core.errors import ErrorKind, SceauError
@@ -53,7 +53,13 @@ def json_object() -> dict[str, Any]:
     """The request's JSON object, or a problem: wrong type (415), not a JSON object (400)."""
     if request.mimetype != "application/json":
         raise SceauError(ErrorKind.UNSUPPORTED_MEDIA_TYPE, "send Content-Type: application/json")
-    data = load_json(request.get_data(cache=True))  # bounded by MAX_CONTENT_LENGTH
+    raw = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    # A chunked body announces no length, and werkzeug stops reading it at the limit
+    # without a word: a body that reached the limit may have been cut, so it is refused.
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        raise SceauError(ErrorKind.TOO_LARGE, f"a chunked body of {limit} bytes or more")
+    data = load_json(raw)
     if not isinstance(data, dict):
         raise SceauError(ErrorKind.MALFORMED, "body must be a JSON object")
     return data

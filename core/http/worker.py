@@ -40,7 +40,9 @@ def write_problem(sock: socket.socket, status_int: int, reason: str, _mesg: str)
             "type": f"urn:sceau:problem:{kind}",
             "title": reason,
             "status": status_int,
-            "detail": f"{reason}: the HTTP request could not be read",
+            "detail": f"{reason}: the HTTP request could not be read"
+            if status_int < 500
+            else "the server failed to answer; quote the time to the operator",
         }
     ).encode()
     head = (
