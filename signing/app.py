@@ -13,10 +13,13 @@ from core.http.service import make_service, provide, provided
 from core.jobs import JobRunner
 from pki.context import PkiContext, context
 from signing import views
+from signing.custodian import sweep_orphan_keys
 from signing.engine import SigningEngine
 from signing.otp import otp_sender
 
 log = logging.getLogger(__name__)
+
+KEY_SWEEP_INTERVAL = timedelta(hours=1)
 
 
 def create_app(ctx: PkiContext) -> Flask:
@@ -39,8 +42,16 @@ def create_app(ctx: PkiContext) -> Flask:
 
 
 def register_app_jobs(runner: JobRunner, app: Flask) -> None:
-    """The clean-up of retired subscriber keys."""
+    """The clean-up of retired subscriber keys, and the sweep of keys no record names."""
     engine = provided(SigningEngine, app)
+    runner.every(
+        "signing-key-sweep",
+        KEY_SWEEP_INTERVAL,
+        lambda now: log.info(
+            "%d unrecorded keys destroyed",
+            len(sweep_orphan_keys(engine.db, engine.keys, now=now)),
+        ),
+    )
     runner.every(
         "signing-key-cleanup",
         timedelta(minutes=context(app).config.signing.key_cleanup_interval_minutes),

@@ -5,23 +5,25 @@ gives up."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core import audit
 from core.accounts.clients import Client
 from core.config import SigningConfig
 from core.errors import ErrorKind, SceauError
-from core.hsm.keystore import KeyStore
+from core.hsm.keystore import KeyNotFoundError, KeyStore
 from core.store.db import Database
-from core.store.models import Credential
+from core.store.models import AuditEvent, Credential
 from pki.custody import NewKey
 from pki.profiles import Profile
 
@@ -124,3 +126,54 @@ class CredentialCustodian:
                 .where(Credential.id == credential_id)
                 .values(status=status, destroyed_at=destroyed_at)
             )
+
+
+# -- keys in the token that no record names ------------------------------------------------
+
+KEY_PREFIX = "subscriber-"
+ORPHAN_GRACE = timedelta(hours=24)  # between the first report of a key and its destruction
+SWEEP_ACTOR = "system:key-sweep"
+
+
+@dataclass(frozen=True)
+class OrphanKey:
+    label: str
+    first_seen: datetime
+
+
+def orphan_keys(db: Database, keys: KeyStore, *, now: datetime) -> list[OrphanKey]:
+    """Subscriber keys in the token that no credential row names, with when a sweep first
+    reported each (``now`` for one never reported). A key's row is written before the key
+    is generated, so an issuance in progress never shows here: what does is a key left by
+    an older release, or by a row removed behind our back."""
+    labels = keys.private_key_labels(KEY_PREFIX)
+    with db.read() as session:
+        named = set(session.scalars(select(Credential.key_label)))
+        reported = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "credential.orphan_key")
+        ).all()
+    first_seen = {e.details["key"]: e.at for e in reported}
+    return [OrphanKey(label, first_seen.get(label, now)) for label in labels if label not in named]
+
+
+def sweep_orphan_keys(
+    db: Database, keys: KeyStore, *, now: datetime, grace: timedelta = ORPHAN_GRACE
+) -> list[OrphanKey]:
+    """Report each orphan key once (an audit event), and destroy those reported at least
+    ``grace`` ago (another event); returns the keys destroyed."""
+    destroyed = []
+    for orphan in orphan_keys(db, keys, now=now):
+        if orphan.first_seen == now:
+            _record(db, "credential.orphan_key", orphan.label, now)
+            log.warning("subscriber key with no credential row found in the token")
+        if orphan.first_seen <= now - grace:
+            with contextlib.suppress(KeyNotFoundError):  # gone since the listing
+                keys.destroy(orphan.label)
+            _record(db, "credential.orphan_key_destroyed", orphan.label, now)
+            destroyed.append(orphan)
+    return destroyed
+
+
+def _record(db: Database, action: str, label: str, now: datetime) -> None:
+    with db.write() as session:
+        audit.append(session, actor=SWEEP_ACTOR, action=action, at=now, details={"key": label})

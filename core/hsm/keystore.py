@@ -65,7 +65,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pkcs11
 from asn1crypto import algos
@@ -106,6 +106,7 @@ from core.hsm.algorithms import HashAlgorithm, KeyAlgorithm, Padding, PublicKey,
 log = logging.getLogger("sceau.hsm")
 
 T = TypeVar("T")
+ObjT = TypeVar("ObjT", bound=Object)
 _PssParams = tuple[Mechanism, MGF, int]
 _OPEN_ATTEMPTS = 5
 _OPEN_PAUSE = 0.05  # seconds, times the attempt number
@@ -494,24 +495,15 @@ class KeyStore:
         return self._call("generating key", label, generate, retry=False)
 
     def has_key(self, label: str) -> bool:
-        def has_key(token: _Token) -> bool:
-            if label in token.signers or _find(token.session, label, ObjectClass.PRIVATE_KEY):
-                return True
-            _confirm_absent(token)
-            return False
-
-        return self._call("looking up key", label, has_key)
+        return self._has(label, ObjectClass.PRIVATE_KEY, "looking up key")
 
     def public_key(self, label: str) -> PublicKey:
         def public_key(token: _Token) -> PublicKey:
             cached = token.public_keys.get(label)
-            if cached is not None:
-                return cached
-            found = _find(token.session, label, ObjectClass.PUBLIC_KEY)
-            if not found or not isinstance(found[0], P11PublicKey):
-                raise self._not_found(token, label)
-            public_key = token.public_keys[label] = _public_key(found[0])
-            return public_key
+            if cached is None:
+                p11_key = self._object(token, label, ObjectClass.PUBLIC_KEY, P11PublicKey)
+                cached = token.public_keys[label] = _public_key(p11_key)
+            return cached
 
         return self._call("reading public key", label, public_key)
 
@@ -599,47 +591,18 @@ class KeyStore:
         self._call("generating secret key", label, generate, retry=False)
 
     def has_secret(self, label: str) -> bool:
-        def has_secret(token: _Token) -> bool:
-            if label in token.secrets or _find(token.session, label, ObjectClass.SECRET_KEY):
-                return True
-            _confirm_absent(token)
-            return False
-
-        return self._call("looking up secret key", label, has_secret)
+        return self._has(label, ObjectClass.SECRET_KEY, "looking up secret key")
 
     def encrypt(self, label: str, plaintext: bytes, aad: bytes) -> bytes:
         """AES-256-GCM inside the token; returns nonce || ciphertext || tag. ``aad`` binds the
         ciphertext to its place (a record id), so it cannot be moved to another record."""
         nonce = secrets.token_bytes(_GCM_NONCE_BYTES)
-
-        def encrypt(token: _Token) -> bytes | Iterator[bytes]:
-            key = self._secret(token, label)
-            if not isinstance(key, EncryptMixin):
-                raise self._cannot(label, "encrypt")
-            return key.encrypt(
-                plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, aad)
-            )
-
-        sealed = self._call("encrypting with key", label, encrypt)
-        # One buffer in, one out (the iterator form is for buffers given as iterables).
-        assert isinstance(sealed, bytes)
-        return nonce + sealed
+        return nonce + self._aes_gcm(label, "encrypt", plaintext, GCMParams(nonce, aad))
 
     def decrypt(self, label: str, sealed: bytes, aad: bytes) -> bytes:
         """The inverse of ``encrypt``; a changed byte or another ``aad`` is an HsmError."""
         nonce, body = sealed[:_GCM_NONCE_BYTES], sealed[_GCM_NONCE_BYTES:]
-
-        def decrypt(token: _Token) -> bytes | Iterator[bytes]:
-            key = self._secret(token, label)
-            if not isinstance(key, DecryptMixin):
-                raise self._cannot(label, "decrypt")
-            return key.decrypt(
-                body, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, aad)
-            )
-
-        plain = self._call("decrypting with key", label, decrypt)
-        assert isinstance(plain, bytes)
-        return plain
+        return self._aes_gcm(label, "decrypt", body, GCMParams(nonce, aad))
 
     def hmac_sha256(self, label: str, data: bytes) -> bytes:
         def digest(token: _Token) -> bytes:
@@ -667,6 +630,17 @@ class KeyStore:
 
         # Not retried: the first attempt may have destroyed one half already.
         self._call("destroying key", label, destroy, retry=False)
+
+    def private_key_labels(self, prefix: str) -> list[str]:
+        """The labels of the token's private keys that start with ``prefix`` (the leftover
+        sweep compares them with the records that name keys)."""
+
+        def labels(token: _Token) -> list[str]:
+            found = token.session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})
+            names = (str(obj[Attribute.LABEL]) for obj in found)
+            return sorted(name for name in names if name.startswith(prefix))
+
+        return self._call("listing keys", None, labels)
 
     def key_facts(self, label: str) -> KeyFacts:
         return self._call("reading key", label, lambda t: _facts(self._signer(t, label)[0]))
@@ -707,28 +681,24 @@ class KeyStore:
         becomes an HsmError (the session dropped if it may be lost, see _failure); every
         other exception but a SceauError too, so that no caller sees another type."""
         with _LOCK:
-            token = self._session()
-            try:
-                return body(token)
-            except SceauError:
-                raise
-            except Exception as exc:
-                if not (retry and isinstance(exc, _STALE)):
-                    raise self._failure(token, exc, action, label) from exc
-                self._lost(token, exc, action, label, retry_now=True)
             # A handle or session from before a reset of the token (the device restarted,
             # its directory came back): the operation did not run and changes nothing in
             # the token, so it runs once more on a fresh session whose keys are found
             # again by label; telling the caller "unavailable" for a token that answers
             # would fail one request per reset. A second failure is the answer (and if the
             # token is really gone, reopening fails and the back-off starts).
-            token = self._session()
-            try:
-                return body(token)
-            except SceauError:
-                raise
-            except Exception as exc:
-                raise self._failure(token, exc, action, label) from exc
+            attempts = 2 if retry else 1
+            for attempt in range(attempts):
+                token = self._session()
+                try:
+                    return body(token)
+                except SceauError:
+                    raise
+                except Exception as exc:
+                    if attempt == attempts - 1 or not isinstance(exc, _STALE):
+                        raise self._failure(token, exc, action, label) from exc
+                    self._lost(token, exc, action, label, retry_now=True)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _session(self) -> _Token:
         token = self._token
@@ -790,13 +760,54 @@ class KeyStore:
 
     def _secret(self, token: _Token, label: str) -> SecretKey:
         cached = token.secrets.get(label)
-        if cached is not None:
-            return cached
-        found = _find(token.session, label, ObjectClass.SECRET_KEY)
-        if not found or not isinstance(found[0], SecretKey):
+        if cached is None:
+            cached = token.secrets[label] = self._object(
+                token, label, ObjectClass.SECRET_KEY, SecretKey
+            )
+        return cached
+
+    def _object(
+        self, token: _Token, label: str, object_class: ObjectClass, kind: type[ObjT]
+    ) -> ObjT:
+        """The token's object of this label and class, as a ``kind``; KeyNotFoundError when
+        there is none (or it is not a ``kind``)."""
+        found = _find(token.session, label, object_class)
+        if not found or not isinstance(found[0], kind):
             raise self._not_found(token, label)
-        token.secrets[label] = found[0]
         return found[0]
+
+    def _has(self, label: str, object_class: ObjectClass, action: str) -> bool:
+        """Whether the token holds a key of this label and class (private: a signing key,
+        secret: a SecretKind); a handle cached by an earlier call answers without a search."""
+
+        def has(token: _Token) -> bool:
+            cached = token.signers if object_class is ObjectClass.PRIVATE_KEY else token.secrets
+            if label in cached or _find(token.session, label, object_class):
+                return True
+            _confirm_absent(token)
+            return False
+
+        return self._call(action, label, has)
+
+    def _aes_gcm(
+        self, label: str, operation: Literal["encrypt", "decrypt"], data: bytes, params: GCMParams
+    ) -> bytes:
+        """AES-GCM with the token's secret key ``label``: ``data`` and its result without the
+        nonce, which ``params`` carries with the associated data."""
+
+        def run(token: _Token) -> bytes | Iterator[bytes]:
+            key = self._secret(token, label)
+            if operation == "encrypt" and isinstance(key, EncryptMixin):
+                return key.encrypt(data, mechanism=Mechanism.AES_GCM, mechanism_param=params)
+            if operation == "decrypt" and isinstance(key, DecryptMixin):
+                return key.decrypt(data, mechanism=Mechanism.AES_GCM, mechanism_param=params)
+            raise self._cannot(label, operation)
+
+        action = "encrypting with key" if operation == "encrypt" else "decrypting with key"
+        result = self._call(action, label, run)
+        # One buffer in, one out (the iterator form is for buffers given as iterables).
+        assert isinstance(result, bytes)
+        return result
 
     def _refuse_existing(self, token: _Token, label: str) -> None:
         if _find(token.session, label):

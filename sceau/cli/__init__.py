@@ -98,6 +98,12 @@ def _add_record_commands(sub: Any) -> None:
     retention = _Commands(sub, "retention", "identity-proof retention", "proofs")
     retention.add("purge", "purge the records past retention now", "purge")
 
+    leftovers = _Commands(sub, "leftovers", "what failures left behind", "leftovers")
+    leftovers.add("list", "stale certificate reservations and keys no record names", "show")
+    leftovers.add(
+        "resolve", "abandon the stale reservations, destroy the unrecorded keys now", "resolve"
+    )
+
 
 def _add_trust_commands(sub: Any) -> None:
     crl = _Commands(sub, "crl", "certificate revocation lists", "crl")
