@@ -176,43 +176,33 @@ def ca_certificates(session: Session) -> tuple[list[bytes], list[bytes]]:
     return roots, intermediates
 
 
-def check_checkpoint(  # noqa: PLR0913 - each a column of the checkpoint row, keyword-only
-    *,
-    tree_size: int,
-    root_hash: str,
-    head_hash: str,
-    at: datetime,
-    key_label: str,
-    statement: bytes,
-    signature: bytes,
-    timestamp_token: bytes,
-    trust: Trust,
-) -> str | None:
-    """Why this checkpoint is not good, or None: its statement says what its columns say,
-    the audit key signed it, and our TSA timestamped that signature near its time."""
+def check_checkpoint(cp: AuditCheckpoint, trust: Trust) -> str | None:
+    """Why this checkpoint (a row, or one an export recorded) is not good, or None: its
+    statement says what its columns say, the audit key signed it, and our TSA timestamped
+    that signature near its time."""
     try:
-        stated = Statement.decode(statement)
+        stated = Statement.decode(cp.statement)
     except ValueError as exc:
         return str(exc)
-    if stated != Statement(tree_size, root_hash, head_hash, at, key_label):
+    if stated != Statement(cp.tree_size, cp.root_hash, cp.head_hash, cp.at, cp.key_label):
         return "its stored fields differ from its signed statement"
-    spki = trust.audit_keys.get(key_label)
+    spki = trust.audit_keys.get(cp.key_label)
     if spki is None:
-        return f"audit key {key_label!r} is not recorded in the log"
+        return f"audit key {cp.key_label!r} is not recorded in the log"
     public_key = serialization.load_der_public_key(spki)
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
-        return f"audit key {key_label!r} is not an EC key"
+        return f"audit key {cp.key_label!r} is not an EC key"
     try:
-        public_key.verify(signature, statement, ec.ECDSA(hashes.SHA256()))
+        public_key.verify(cp.signature, cp.statement, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
         return "the audit key's signature does not verify"
     try:
         facts = verify_token(
-            timestamp_token, signature, roots=trust.roots, intermediates=trust.intermediates
+            cp.timestamp_token, cp.signature, roots=trust.roots, intermediates=trust.intermediates
         )
     except TimestampInvalid as exc:
         return f"timestamp: {exc}"
-    if abs(facts.gen_time - at) > TIME_TOLERANCE:
+    if abs(facts.gen_time - cp.at) > TIME_TOLERANCE:
         return f"timestamp genTime {facts.gen_time.isoformat()} is far from its time"
     return None
 
@@ -404,7 +394,7 @@ def verify_database(db: Database, *, batch: int = 5000) -> VerifyReport:
                 trust.audit_keys[key[0]] = key[1]
             while nxt is not None and nxt.tree_size <= builder.size:
                 cp = nxt
-                reason = _check_row(cp, trust)
+                reason = check_checkpoint(cp, trust)
                 if reason is None and cp.tree_size != builder.size:
                     reason = "two checkpoints claim the same size"
                 if reason is None and cp.root_hash != builder.root().hex():
@@ -440,17 +430,3 @@ def verify_database(db: Database, *, batch: int = 5000) -> VerifyReport:
         report.uncovered = report.events - last_size
         report.keys = {k: fingerprint(v) for k, v in trust.audit_keys.items()}
     return report
-
-
-def _check_row(cp: AuditCheckpoint, trust: Trust) -> str | None:
-    return check_checkpoint(
-        tree_size=cp.tree_size,
-        root_hash=cp.root_hash,
-        head_hash=cp.head_hash,
-        at=cp.at,
-        key_label=cp.key_label,
-        statement=cp.statement,
-        signature=cp.signature,
-        timestamp_token=cp.timestamp_token,
-        trust=trust,
-    )

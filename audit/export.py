@@ -237,7 +237,8 @@ def verify_export(text: str) -> ExportReport:
             kind = r.get("record")
             if kind == "checkpoint":
                 size = int(r["tree_size"])
-                reason = check_checkpoint(
+                # The checkpoint as its row held it when exported (never stored again).
+                exported = AuditCheckpoint(
                     tree_size=size,
                     root_hash=r["root_hash"],
                     head_hash=r["head_hash"],
@@ -246,8 +247,8 @@ def verify_export(text: str) -> ExportReport:
                     statement=base64.b64decode(r["statement"]),
                     signature=base64.b64decode(r["signature"]),
                     timestamp_token=base64.b64decode(r["timestamp_token"]),
-                    trust=trust,
                 )
+                reason = check_checkpoint(exported, trust)
                 if reason is not None:
                     report.failure = Failure("checkpoint", size, reason)
                     return report

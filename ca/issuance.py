@@ -29,8 +29,14 @@ from pki.custody import IssuanceListener, KeyCustodian, NewKey
 from pki.issuers import LoadedIssuer
 from pki.lints.prelint import lint_tbs
 from pki.profiles import KeyOrigin, Profile, ProofMethod, SubjectKind
-from pki.proofs import open_record
-from pki.revocation import CertificateRecord, certificate_record, find_certificate, serial_hex
+from pki.proofs import open_record, owned_proof
+from pki.revocation import (
+    CertificateRecord,
+    append_certificate_event,
+    certificate_record,
+    find_certificate,
+    serial_hex,
+)
 from pki.subject import subject_emails, subject_name
 from pki.tbs import TbsRequest, assemble, build_tbs
 
@@ -82,6 +88,18 @@ class Draft:
     @property
     def credential_id(self) -> str | None:
         return self.key.credential_id if self.key is not None else None
+
+    def append_event(self, session: Session, action: str, **details: object) -> None:
+        """A ``certificate.*`` event of this issuance, by its client at its time."""
+        append_certificate_event(
+            session,
+            action,
+            serial_hex(self.serial),
+            self.issuer.id,
+            actor=self.client.actor,
+            at=self.now,
+            **details,
+        )
 
 
 class CertificateAuthority:
@@ -189,8 +207,8 @@ class CertificateAuthority:
         self, client: Client, profile: Profile, proof_id: str, now: datetime
     ) -> IdentityProof:
         with self.db.read() as session:
-            proof = session.get(IdentityProof, proof_id)
-        if proof is None or proof.client_id != client.id:
+            proof = owned_proof(session, client.id, proof_id)
+        if proof is None:
             raise SceauError(ErrorKind.NOT_FOUND, f"no identity proof {proof_id!r} for this client")
         if proof.status != "verified":
             raise SceauError(
@@ -274,17 +292,7 @@ class CertificateAuthority:
                 session.execute(
                     update(Certificate).where(Certificate.id == row_id).values(status="failed")
                 )
-                audit.append(
-                    session,
-                    actor=draft.client.actor,
-                    action="certificate.failed",
-                    at=draft.now,
-                    details={
-                        "serial": serial,
-                        "issuer": issuer.id,
-                        "reason": "HSM signature failed",
-                    },
-                )
+                draft.append_event(session, "certificate.failed", reason="HSM signature failed")
             raise
         der = assemble(draft.tbs_der, issuer.info.scheme, signature)
 
@@ -298,20 +306,14 @@ class CertificateAuthority:
                 listener(session, draft.proof_id, draft.not_after)
             if draft.key is not None:
                 self.custodian.activate(session, draft.key.credential_id, row_id)
-            audit.append(
+            draft.append_event(
                 session,
-                actor=draft.client.actor,
-                action="certificate.issued",
-                at=draft.now,
-                details={
-                    "serial": serial,
-                    "issuer": issuer.id,
-                    "profile": draft.profile.id,
-                    "proof": draft.proof_id,
-                    "subject": draft.subject,
-                    "not_after": draft.not_after.isoformat(),
-                    "credential": draft.credential_id,
-                },
+                "certificate.issued",
+                profile=draft.profile.id,
+                proof=draft.proof_id,
+                subject=draft.subject,
+                not_after=draft.not_after.isoformat(),
+                credential=draft.credential_id,
             )
 
         # transact(), not write(): the certificate is signed already, so a transaction the

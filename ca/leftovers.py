@@ -17,9 +17,9 @@ from typing import Any
 
 from sqlalchemy import CursorResult, select, update
 
-from core import audit
 from core.store.db import Database
 from core.store.models import Certificate
+from pki.revocation import append_certificate_event
 
 RESERVATION_GRACE = timedelta(minutes=10)  # an issuance takes milliseconds; a HSM retry seconds
 BATCH = 100
@@ -70,19 +70,17 @@ def abandon_stale_reservations(db: Database, *, now: datetime, actor: str = ACTO
                 )
                 if not result.rowcount:
                     continue
-                audit.append(
+                append_certificate_event(
                     session,
+                    "certificate.failed",
+                    reservation.serial,
+                    reservation.issuer,
                     actor=actor,
-                    action="certificate.failed",
                     at=now,
-                    details={
-                        "serial": reservation.serial,
-                        "issuer": reservation.issuer,
-                        "profile": reservation.profile,
-                        "reason": "reservation abandoned: no signature recorded within "
-                        f"{int(RESERVATION_GRACE.total_seconds() // 60)} minutes",
-                        "reserved_at": reservation.reserved_at.isoformat(),
-                    },
+                    profile=reservation.profile,
+                    reason="reservation abandoned: no signature recorded within "
+                    f"{int(RESERVATION_GRACE.total_seconds() // 60)} minutes",
+                    reserved_at=reservation.reserved_at.isoformat(),
                 )
             abandoned += 1
     return abandoned

@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from ca.requests import CertificateRequest, RevocationRequest
-from core import __version__
 from core.http.openapi import (
     DATE_TIME,
     JSON,
-    PROBLEM,
+    api_document,
     json_body,
     json_response,
     model_schemas,
@@ -71,7 +70,7 @@ def _schemas(profiles: list[str]) -> dict[str, Any]:
     # The model takes any profile name (an unknown one is the engine's unknown-profile
     # problem); the document lists the ones this service has.
     schemas["CertificateRequest"]["properties"]["profile"]["enum"] = profiles
-    return {**schemas, "Certificate": CERTIFICATE, "Problem": PROBLEM}
+    return {**schemas, "Certificate": CERTIFICATE}
 
 
 def openapi_document(base_url: str, profiles: list[str]) -> dict[str, Any]:
@@ -81,17 +80,12 @@ def openapi_document(base_url: str, profiles: list[str]) -> dict[str, Any]:
         "required": True,
         "schema": {"type": "string", "pattern": "^[0-9a-fA-F:]{1,60}$"},
     }
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Sceau certificate API",
-            "version": __version__,
-            "description": "Certificates for signing platforms, issued on verified identity "
-            "proofs (the registration authority's API, /ra/openapi.json).",
-        },
-        "servers": [{"url": base_url}],
-        "security": [{"bearer": []}],
-        "paths": {
+    return api_document(
+        title="Sceau certificate API",
+        description="Certificates for signing platforms, issued on verified identity "
+        "proofs (the registration authority's API, /ra/openapi.json).",
+        base_url=base_url,
+        paths={
             "/ca/api/v1/certificates": {
                 "post": {
                     "summary": "Issue a certificate for a verified identity proof",
@@ -132,20 +126,5 @@ def openapi_document(base_url: str, profiles: list[str]) -> dict[str, Any]:
                 }
             },
         },
-        "components": {
-            "securitySchemes": {
-                "bearer": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "token from `sceau client add`",
-                }
-            },
-            "schemas": _schemas(profiles),
-            "responses": {
-                "Problem": {
-                    "description": "RFC 9457 problem",
-                    "content": {"application/problem+json": {"schema": ref("Problem")}},
-                }
-            },
-        },
-    }
+        schemas=_schemas(profiles),
+    )

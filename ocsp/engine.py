@@ -15,13 +15,12 @@ from datetime import datetime, timedelta
 
 from asn1crypto import x509
 
-from core.errors import ConfigError
 from core.hsm.keystore import KeyStore
 from core.store.db import Database
 from ocsp import der, response
 from ocsp.cache import PresignedStore, StoredResponse
 from ocsp.request import HASHES, CertId, OcspRejection, OcspRequest, ResponseStatus, parse_request
-from pki.issuers import IssuerRegistry
+from pki.issuers import IssuerRegistry, cached_issuer
 from pki.profiles import ProfileKind
 from pki.revocation import serial_hex
 from pki.signers import current_signer
@@ -66,14 +65,7 @@ class IssuerIndex:
         return found
 
     def get(self, issuer_id: str) -> IssuerKey:
-        if issuer_id not in self._by_id:
-            self._load()
-        try:
-            return self._by_id[issuer_id]
-        except KeyError:
-            raise ConfigError(
-                f"issuer {issuer_id!r} has no certificate: run `sceau init`"
-            ) from None
+        return cached_issuer(issuer_id, lambda: self._by_id, self._load)
 
     def ids(self) -> list[str]:
         if time.monotonic() - self._loaded >= _RELOAD_SECONDS:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from asn1crypto import x509
 
@@ -12,6 +14,22 @@ from core.store.db import Database
 from core.store.models import Issuer
 from pki.profiles import IssuerId
 from pki.tbs import IssuerInfo
+
+V = TypeVar("V")
+
+
+def cached_issuer(
+    issuer_id: str, cache: Callable[[], Mapping[str, V]], reload: Callable[[], None]
+) -> V:
+    """``issuer_id``'s entry in a cache of our CAs (``cache()``: the current one), reloaded
+    first when it has none (a CA made by a key ceremony since); a ConfigError when it still
+    has none."""
+    if issuer_id not in cache():
+        reload()
+    entry = cache().get(issuer_id)
+    if entry is None:
+        raise ConfigError(f"issuer {issuer_id!r} has no certificate: run `sceau init`")
+    return entry
 
 
 @dataclass(frozen=True)
@@ -52,14 +70,7 @@ class IssuerRegistry:
         self._cache = cache
 
     def get(self, issuer_id: str) -> LoadedIssuer:
-        if issuer_id not in self._cache:
-            self.reload()
-        try:
-            return self._cache[issuer_id]
-        except KeyError:
-            raise ConfigError(
-                f"issuer {issuer_id!r} has no certificate: run `sceau init`"
-            ) from None
+        return cached_issuer(issuer_id, lambda: self._cache, self.reload)
 
     def find(self, issuer_id: str) -> LoadedIssuer:
         """Like get, for ids that come from a request: unknown is the caller's error."""

@@ -6,9 +6,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from core.errors import ErrorKind, SceauError
 from core.hsm.envelope import Sealed, Sealer
 from core.store.models import IdentityProof
+
+
+def owned_proof(session: Session, client_id: int, proof_id: str) -> IdentityProof | None:
+    """The proof ``proof_id`` if it is the client's; None when there is none or it is
+    another client's, which a client must not tell apart from an unknown one."""
+    proof = session.get(IdentityProof, proof_id)
+    return proof if proof is not None and proof.client_id == client_id else None
 
 
 def proof_aad(proof_id: str) -> str:

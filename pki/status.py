@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from asn1crypto import x509
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select
 
 from core.store.db import Database
 from core.store.models import Certificate, Issuer, IssuerStatus, OcspResponse, Signer
@@ -86,6 +86,22 @@ _SIGNER = (
 )
 
 
+def _with_response(issuer_id: str, *conditions: ColumnElement[bool]) -> Select[str]:
+    """The serials of ``issuer_id``'s certificates that meet ``conditions``, each beside its
+    stored OCSP response (whose columns are NULL where it has none)."""
+    return (
+        select(Certificate.serial)
+        .outerjoin(
+            OcspResponse,
+            and_(
+                OcspResponse.issuer_id == Certificate.issuer_id,
+                OcspResponse.serial == Certificate.serial,
+            ),
+        )
+        .where(Certificate.issuer_id == issuer_id, *conditions)
+    )
+
+
 class DatabaseStatusSource:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -132,21 +148,12 @@ class DatabaseStatusSource:
         with self._db.read() as session:
             serials = list(
                 session.scalars(
-                    select(Certificate.serial)
-                    .outerjoin(
-                        OcspResponse,
-                        and_(
-                            OcspResponse.issuer_id == Certificate.issuer_id,
-                            OcspResponse.serial == Certificate.serial,
-                        ),
-                    )
-                    .where(
-                        Certificate.issuer_id == issuer_id,
+                    _with_response(
+                        issuer_id,
                         Certificate.status.in_(("issued", "revoked")),
                         Certificate.not_after > now,
                         stale,
-                    )
-                    .limit(limit)
+                    ).limit(limit)
                 )
             )
             # The few certificates of the other two kinds, checked one by one.
@@ -177,24 +184,15 @@ class DatabaseStatusSource:
     def revoked_since_response(self, issuer_id: str, *, since: datetime, limit: int) -> list[int]:
         with self._db.read() as session:
             serials = session.scalars(
-                select(Certificate.serial)
-                .outerjoin(
-                    OcspResponse,
-                    and_(
-                        OcspResponse.issuer_id == Certificate.issuer_id,
-                        OcspResponse.serial == Certificate.serial,
-                    ),
-                )
-                .where(
-                    Certificate.issuer_id == issuer_id,
+                _with_response(
+                    issuer_id,
                     Certificate.status == "revoked",
                     Certificate.revoked_at >= since,
                     or_(
                         OcspResponse.serial.is_(None),
                         OcspResponse.this_update <= Certificate.revoked_at,
                     ),
-                )
-                .limit(limit)
+                ).limit(limit)
             )
             return [int(s, 16) for s in serials]
 

@@ -10,8 +10,8 @@ from flask import Blueprint, Response, request
 from core.accounts.clients import authenticate
 from core.errors import ErrorKind, SceauError
 from core.http.requests import json_object, parse
-from core.store.models import IdentityProof
 from pki.context import context
+from pki.proofs import owned_proof
 from registration.evidence import Upload, add_file
 from registration.proofs import create_proof, file_body, proof_body, proof_files
 from registration.requests import IdentityProofRequest
@@ -40,9 +40,9 @@ def fetch(proof_id: str) -> Response:
     ctx = context()
     client = authenticate(ctx.db, request.headers.get("Authorization"))
     with ctx.db.read() as session:
-        proof = session.get(IdentityProof, proof_id[:64])
+        proof = owned_proof(session, client.id, proof_id[:64])
         files = proof_files(session, proof.id) if proof is not None else []
-    if proof is None or proof.client_id != client.id:
+    if proof is None:
         raise SceauError(ErrorKind.NOT_FOUND, f"no identity proof {proof_id[:64]!r}")
     return Response(json.dumps(proof_body(ctx.sealer, proof, files)), mimetype="application/json")
 

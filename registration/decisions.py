@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import audit
 from core.errors import ErrorKind, SceauError
 from core.store.db import Database
 from core.store.models import Certificate, IdentityProof
 from pki.profiles import ProfileSet, ProofMethod, SubjectKind
+from registration.proofs import append_proof_event
 from registration.webhooks import queue_decision
 
 REASON_MAX = 500
@@ -49,11 +49,17 @@ def awaits_officer(proof: IdentityProof, needed: int) -> bool:
 
 
 def _load(session: Session, proof_id: str) -> IdentityProof:
+    """The proof an officer decides on, locked: neither decided against nor purged, and
+    not delegated (the platform verified it; no officer decides)."""
     proof = session.get(IdentityProof, proof_id[:64], with_for_update=True)
     if proof is None:
         raise SceauError(ErrorKind.NOT_FOUND, f"no identity proof {proof_id[:64]!r}")
     if proof.status in {"rejected", "purged"}:
         raise SceauError(ErrorKind.CONFLICT, f"identity proof {proof.id} is {proof.status}")
+    if proof.method == ProofMethod.DELEGATED.value:
+        raise SceauError(
+            ErrorKind.CONFLICT, f"identity proof {proof.id} is delegated: no officer decides"
+        )
     return proof
 
 
@@ -72,10 +78,6 @@ def approve_proof(  # noqa: PLR0913 - the clock and the two RA settings it appli
     actor = f"officer:{officer}"
     with db.write() as session:
         proof = _load(session, proof_id)
-        if proof.method == ProofMethod.DELEGATED.value:
-            raise SceauError(
-                ErrorKind.CONFLICT, f"identity proof {proof.id} is delegated: no officer decides"
-            )
         if proof.submitted_by == actor:
             raise SceauError(
                 ErrorKind.FORBIDDEN,
@@ -96,16 +98,14 @@ def approve_proof(  # noqa: PLR0913 - the clock and the two RA settings it appli
                 raise SceauError(ErrorKind.CONFLICT, "the identity document has expired")
             proof.status, proof.verified_at, proof.decided_at = "verified", now, now
             proof.usable_until = min(expiry, now + max_age)
-        audit.append(
+        append_proof_event(
             session,
+            "identity_proof.approved",
+            proof.id,
             actor=actor,
-            action="identity_proof.approved",
             at=now,
-            details={
-                "proof": proof.id,
-                "approvals": len(proof.approvals),
-                **({"approvals_needed": needed} if needed else {}),
-            },
+            approvals=len(proof.approvals),
+            **({"approvals_needed": needed} if needed else {}),
         )
         if first:
             # The platform learns the decision once; a second approval changes no status.
@@ -126,10 +126,6 @@ def reject_proof(
     actor = f"officer:{officer}"
     with db.write() as session:
         proof = _load(session, proof_id)
-        if proof.method == ProofMethod.DELEGATED.value:
-            raise SceauError(
-                ErrorKind.CONFLICT, f"identity proof {proof.id} is delegated: no officer decides"
-            )
         if proof.status == "verified":
             relied_on = session.scalars(
                 select(Certificate.id).where(
@@ -143,12 +139,8 @@ def reject_proof(
                 )
         proof.status, proof.decided_at, proof.rejection_reason = "rejected", now, reason
         proof.usable_until = None
-        audit.append(
-            session,
-            actor=actor,
-            action="identity_proof.rejected",
-            at=now,
-            details={"proof": proof.id, "reason": reason},
+        append_proof_event(
+            session, "identity_proof.rejected", proof.id, actor=actor, at=now, reason=reason
         )
         queue_decision(session, proof, now=now)
         return proof

@@ -14,15 +14,15 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from core import audit
 from core.accounts.clients import Client
 from core.errors import ErrorKind, HsmError, SceauError
 from core.hsm.envelope import Sealed, Sealer
 from core.hsm.keystore import HsmUnavailableError
 from core.store.db import Database
-from core.store.models import EvidenceFile, IdentityProof
+from core.store.models import EvidenceFile
 from pki.context import PkiContext
-from registration.proofs import proof_files
+from pki.proofs import owned_proof
+from registration.proofs import append_proof_event, proof_files
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +170,8 @@ def add_file(ctx: PkiContext, client: Client, upload: Upload, *, now: datetime) 
             f"declared {upload.declared_type} but the content is {media}",
         )
     with ctx.db.write() as session:
-        proof = session.get(IdentityProof, proof_id)
-        if proof is None or proof.client_id != client.id:
+        proof = owned_proof(session, client.id, proof_id)
+        if proof is None:
             raise SceauError(ErrorKind.NOT_FOUND, f"no identity proof {proof_id!r}")
         if proof.status != "pending":
             raise SceauError(
@@ -196,18 +196,16 @@ def add_file(ctx: PkiContext, client: Client, upload: Upload, *, now: datetime) 
         session.flush()  # the row id is part of the associated data
         sealed = ctx.sealer.seal(evidence_aad(proof_id, row.id), data)
         row.sealed, row.wrapped_key = sealed.ciphertext, sealed.wrapped_key
-        audit.append(
+        append_proof_event(
             session,
+            "identity_proof.file_added",
+            proof_id,
             actor=client.actor,
-            action="identity_proof.file_added",
             at=now,
-            details={
-                "proof": proof_id,
-                "file": row.id,
-                "kind": upload.kind,
-                "media_type": media,
-                "size": len(data),
-            },
+            file=row.id,
+            kind=upload.kind,
+            media_type=media,
+            size=len(data),
         )
     return row
 
@@ -250,11 +248,13 @@ def view_evidence(
         raise SceauError(ErrorKind.NOT_FOUND, f"no evidence file {file_id}")
     data = open_evidence(sealer, file)
     with db.write() as session:
-        audit.append(
+        append_proof_event(
             session,
+            "identity_proof.file_viewed",
+            file.proof_id,
             actor=actor,
-            action="identity_proof.file_viewed",
             at=now,
-            details={"proof": file.proof_id, "file": file.id, "kind": file.kind},
+            file=file.id,
+            kind=file.kind,
         )
     return file, data

@@ -18,13 +18,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core import audit
 from core.errors import ErrorKind, SceauError
 from core.hsm.envelope import Sealer
 from core.store.db import Database
 from core.store.models import Certificate, EvidenceFile, IdentityProof
 from registration.evidence import open_evidence
-from registration.proofs import open_proof, proof_files
+from registration.proofs import append_proof_event, open_proof, proof_files
 
 FORMAT = "sceau-subject-access/1"
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "application/pdf": "pdf"}
@@ -113,12 +112,8 @@ def build_export(
         ],
     }
     with db.write() as session:
-        audit.append(
-            session,
-            actor=actor,
-            action="identity_proof.exported",
-            at=now,
-            details={"proof": proof_id, "files": len(contents)},
+        append_proof_event(
+            session, "identity_proof.exported", proof_id, actor=actor, at=now, files=len(contents)
         )
     return SubjectExport(proof_id, document, contents)
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import __version__
 from core.http.openapi import (
     DATE_TIME,
-    JSON,
-    PROBLEM,
+    api_document,
+    json_body,
     json_response,
     model_schemas,
     problems,
@@ -82,24 +81,16 @@ EVIDENCE_FILE = {
 
 def openapi_document(base_url: str) -> dict[str, Any]:
     proof_id = {"name": "proof_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Sceau registration authority API",
-            "version": __version__,
-            "description": "Identity proofs and their evidence for signing platforms (the "
-            "certificates they allow are the CA's API, /ca/openapi.json).",
-        },
-        "servers": [{"url": base_url}],
-        "security": [{"bearer": []}],
-        "paths": {
+    return api_document(
+        title="Sceau registration authority API",
+        description="Identity proofs and their evidence for signing platforms (the "
+        "certificates they allow are the CA's API, /ca/openapi.json).",
+        base_url=base_url,
+        paths={
             "/ra/api/v1/identity-proofs": {
                 "post": {
                     "summary": "Record an identity proof",
-                    "requestBody": {
-                        "required": True,
-                        "content": {JSON: {"schema": ref("IdentityProofRequest")}},
-                    },
+                    "requestBody": json_body(IdentityProofRequest),
                     "responses": {
                         "201": json_response("created", "IdentityProof"),
                         **problems(400, 401, 403, 409, 413, 415, 422, 503),
@@ -144,25 +135,9 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                 }
             },
         },
-        "components": {
-            "securitySchemes": {
-                "bearer": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "token from `sceau client add`",
-                }
-            },
-            "schemas": {
-                **model_schemas(IdentityProofRequest),
-                "IdentityProof": IDENTITY_PROOF,
-                "EvidenceFile": EVIDENCE_FILE,
-                "Problem": PROBLEM,
-            },
-            "responses": {
-                "Problem": {
-                    "description": "RFC 9457 problem",
-                    "content": {"application/problem+json": {"schema": ref("Problem")}},
-                }
-            },
+        schemas={
+            **model_schemas(IdentityProofRequest),
+            "IdentityProof": IDENTITY_PROOF,
+            "EvidenceFile": EVIDENCE_FILE,
         },
-    }
+    )

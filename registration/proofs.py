@@ -155,18 +155,16 @@ def create_proof(
         session.add(proof)
         session.flush()
         session.add_all(ProofTerm(proof_id=proof_id, term=t) for t in terms)
-        audit.append(
+        append_proof_event(
             session,
+            "identity_proof.created",
+            proof.id,
             actor=client.actor,
-            action="identity_proof.created",
             at=now,
-            details={
-                "proof": proof.id,
-                "subject_kind": kind.value,
-                "method": method.value,
-                "status": status,
-                "document_type": request.document.type,
-            },
+            subject_kind=kind.value,
+            method=method.value,
+            status=status,
+            document_type=request.document.type,
         )
     return proof
 
@@ -213,6 +211,14 @@ def file_body(file: EvidenceFile) -> dict[str, Any]:
         "size": file.size,
         "created_at": file.created_at.isoformat(),
     }
+
+
+def append_proof_event(
+    session: Session, action: str, proof_id: str, *, actor: str, at: datetime, **details: object
+) -> None:
+    """Append an ``identity_proof.*`` event: its details open with the proof's id, under the
+    "proof" key by which the auditor's proof filter finds it (core.audit.index_fields)."""
+    audit.append(session, actor=actor, action=action, at=at, details={"proof": proof_id, **details})
 
 
 def proof_files(session: Session, proof_id: str) -> list[EvidenceFile]:

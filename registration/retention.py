@@ -21,7 +21,6 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, true, update
 from sqlalchemy.orm import Session
 
-from core import audit
 from core.config import RegistrationConfig
 from core.errors import ErrorKind, SceauError
 from core.store.db import Database
@@ -33,6 +32,7 @@ from core.store.models import (
     WebhookDelivery,
 )
 from pki.proofs import retention_end
+from registration.proofs import append_proof_event
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +75,8 @@ def set_legal_hold(
         if proof.status == "purged":
             raise SceauError(ErrorKind.CONFLICT, f"identity proof {proof_id} is already purged")
         proof.legal_hold = reason
-        audit.append(
-            session,
-            actor=actor,
-            action="identity_proof.legal_hold",
-            at=now,
-            details={"proof": proof_id, "reason": reason},
+        append_proof_event(
+            session, "identity_proof.legal_hold", proof_id, actor=actor, at=now, reason=reason
         )
         return proof
 
@@ -94,13 +90,7 @@ def release_legal_hold(db: Database, proof_id: str, *, actor: str, now: datetime
         if proof.legal_hold is None:
             raise SceauError(ErrorKind.CONFLICT, f"identity proof {proof_id} is not on hold")
         proof.legal_hold = None
-        audit.append(
-            session,
-            actor=actor,
-            action="identity_proof.hold_released",
-            at=now,
-            details={"proof": proof_id},
-        )
+        append_proof_event(session, "identity_proof.hold_released", proof_id, actor=actor, at=now)
         return proof
 
 
@@ -142,19 +132,17 @@ def purge_one(
         proof.webhook_url = None
         proof.document_expires_at = None
         proof.status, proof.purged_at = "purged", now
-        audit.append(
+        append_proof_event(
             session,
+            "identity_proof.purged",
+            proof_id,
             actor=actor,
-            action="identity_proof.purged",
             at=now,
-            details={
-                "proof": proof_id,
-                "subject_kind": proof.subject_kind,
-                "method": proof.method,
-                "retain_until": proof.retain_until.isoformat(),
-                "last_certificate_expiry": expiry.isoformat() if expiry else None,
-                "files": int(getattr(files, "rowcount", 0) or 0),
-            },
+            subject_kind=proof.subject_kind,
+            method=proof.method,
+            retain_until=proof.retain_until.isoformat(),
+            last_certificate_expiry=expiry.isoformat() if expiry else None,
+            files=int(getattr(files, "rowcount", 0) or 0),
         )
     return True
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from cryptography import x509
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from core import audit
 from core.accounts.clients import Client
@@ -204,28 +205,21 @@ class SigningEngine:
             # CSC returns each signature as it would sit in a CMS SignerInfo: for ECDSA the DER
             # ECDSA-Sig-Value, as KeyStore.sign_digests gives it (what pyHanko's CSC client embeds).
             signatures = self.keys.sign_digests(key.key_label, digests, scheme)
-            with self.db.write() as session:
-                audit.append(
-                    session,
-                    actor=client.actor,
-                    action="signing.sign_hash",
-                    at=now,
-                    details={
-                        "credential": key.id,
-                        "hashes": len(digests),
-                        "algorithm": f"{scheme.hash.value}-{scheme.padding.value}",
-                    },
-                )
+            algorithm = f"{scheme.hash.value}-{scheme.padding.value}"
+            self._record(
+                client,
+                "signing.sign_hash",
+                now,
+                {"credential": key.id, "hashes": len(digests), "algorithm": algorithm},
+            )
             return signatures
 
     def send_otp(self, client: Client, request: SendOtpRequest, *, now: datetime) -> None:
         """CSC 11.7 credentials/sendOTP: a new code to the owner of a SCAL2 credential."""
         with self._refusals(client, "credentials/sendOTP", request.credential_id, now):
-            credential, cert = self._owned(client, request.credential_id)
-            if credential.scal != 2:
-                raise invalid("Invalid parameter credentialID: this credential uses no OTP")
-            if not _valid(cert, now):
-                raise invalid(f"Invalid credential: the certificate is {_cert_status(cert, now)}")
+            credential, cert = self._scal2(
+                client, request.credential_id, now, "this credential uses no OTP"
+            )
             recipient = self._recipient(credential, cert)
             if not self.otp_sender.reachable(recipient):
                 raise invalid(
@@ -265,14 +259,10 @@ class SigningEngine:
                     f"The OTP could not be sent through the {self.otp_sender.channel} channel: "
                     "try again later",
                 ) from None
-            with self.db.write() as session:
-                audit.append(
-                    session,
-                    actor=client.actor,
-                    action="signing.otp_sent",
-                    at=now,
-                    details={"credential": credential.id, "channel": self.otp_sender.channel},
-                )
+            channel = self.otp_sender.channel
+            self._record(
+                client, "signing.otp_sent", now, {"credential": credential.id, "channel": channel}
+            )
 
     def authorize(
         self, client: Client, request: AuthorizeRequest, *, now: datetime
@@ -281,11 +271,9 @@ class SigningEngine:
         the credential, these hashes and their count (``numSignatures`` already counts
         them). Returns (SAD, seconds it lives)."""
         with self._refusals(client, "credentials/authorize", request.credential_id, now):
-            credential, cert = self._owned(client, request.credential_id)
-            if credential.scal != 2:
-                raise invalid("Invalid parameter credentialID: a SCAL1 credential needs no SAD")
-            if not _valid(cert, now):
-                raise invalid(f"Invalid credential: the certificate is {_cert_status(cert, now)}")
+            credential, _ = self._scal2(
+                client, request.credential_id, now, "a SCAL1 credential needs no SAD"
+            )
             digests = request.hashes
             self._check_otp(client, credential, request.otp, now)
             sad = secrets.token_urlsafe(32)
@@ -301,13 +289,8 @@ class SigningEngine:
                         used_at=None,
                     )
                 )
-                audit.append(
-                    session,
-                    actor=client.actor,
-                    action="signing.authorized",
-                    at=now,
-                    details={"credential": credential.id, "hashes": len(digests)},
-                )
+                details = {"credential": credential.id, "hashes": len(digests)}
+                self._record(client, "signing.authorized", now, details, session)
             return sad, ttl
 
     def refused(
@@ -319,10 +302,21 @@ class SigningEngine:
         details = {"call": call, "client": client.name, "reason": reason[:300]}
         if credential_id:
             details["credential"] = credential_id[:80]
-        with self.db.write() as session:
-            audit.append(
-                session, actor=client.actor, action="signing.refused", at=now, details=details
-            )
+        self._record(client, "signing.refused", now, details)
+
+    def _record(
+        self,
+        client: Client,
+        action: str,
+        now: datetime,
+        details: dict[str, Any],
+        session: Session | None = None,
+    ) -> None:
+        """A ``signing.*`` event by ``client``: in ``session``'s transaction, as its last
+        write (core.audit's lock order), or in a transaction of its own."""
+        transaction = self.db.write() if session is None else contextlib.nullcontext(session)
+        with transaction as writing:
+            audit.append(writing, actor=client.actor, action=action, at=now, details=details)
 
     @contextlib.contextmanager
     def _refusals(
@@ -373,13 +367,8 @@ class SigningEngine:
                 failure = "The OTP is invalid"
             else:
                 row.used_at = now
-            audit.append(
-                session,
-                actor=client.actor,
-                action="signing.otp_checked",
-                at=now,
-                details={"credential": credential.id, "accepted": failure is None},
-            )
+            details = {"credential": credential.id, "accepted": failure is None}
+            self._record(client, "signing.otp_checked", now, details, session)
         if failure is not None:
             # CSC: a wrong code is invalid_otp (the user may type it again); a lock, like
             # CSC's "PIN locked", is invalid_request.
@@ -492,6 +481,18 @@ class SigningEngine:
         if row is None or row[0] != client.id or row[1] != "active":
             raise invalid("Invalid parameter credentialID")
         return _SigningKey(credential_id, row[2], row[3], row[4], row[5], row[6], row[7])
+
+    def _scal2(
+        self, client: Client, credential_id: str, now: datetime, if_scal1: str
+    ) -> tuple[Credential, Certificate]:
+        """``_owned`` for the calls of sole control (sendOTP, authorize): a SCAL2 credential
+        (else invalid, ``if_scal1`` saying why) whose certificate is valid now."""
+        credential, cert = self._owned(client, credential_id)
+        if credential.scal != 2:
+            raise invalid(f"Invalid parameter credentialID: {if_scal1}")
+        if not _valid(cert, now):
+            raise invalid(f"Invalid credential: the certificate is {_cert_status(cert, now)}")
+        return credential, cert
 
     def _owned(self, client: Client, credential_id: str) -> tuple[Credential, Certificate]:
         with self.db.read() as session:

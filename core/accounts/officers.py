@@ -157,15 +157,21 @@ def _totp_step(secret: str, code: str, now: datetime) -> int | None:
     return None
 
 
+def _login_failed(
+    session: Session, row: Officer | None, now: datetime, details: dict[str, Any]
+) -> None:
+    """An ``officer.login_failed`` event, by the account tried (anonymous when no account
+    has the name given)."""
+    actor = totp_aad(row.name) if row is not None else "anonymous"
+    audit.append(session, actor=actor, action="officer.login_failed", at=now, details=details)
+
+
 def _fail(  # noqa: PLR0913 - the lockout policy's two figures, keyword-only
     session: Session, row: Officer, reason: str, *, now: datetime, max_failed: int, lockout: int
 ) -> str:
     """Count a failure; lock the account when the count reaches ``max_failed``."""
     row.failed_logins += 1
-    details: dict[str, Any] = {"reason": reason, "failed_logins": row.failed_logins}
-    audit.append(
-        session, actor=totp_aad(row.name), action="officer.login_failed", at=now, details=details
-    )
+    _login_failed(session, row, now, {"reason": reason, "failed_logins": row.failed_logins})
     if row.failed_logins >= max_failed:
         row.locked_until = now + timedelta(minutes=lockout)
         row.failed_logins = 0
@@ -210,32 +216,19 @@ def authenticate(  # noqa: PLR0913 - both factors and the lockout policy, keywor
         row = session.scalars(select(Officer).where(Officer.name == name).with_for_update()).first()
         if row is None:
             _password_ok(_DUMMY_HASH, password)  # same cost as a real check
-            audit.append(
+            _login_failed(
                 session,
-                actor="anonymous",
-                action="officer.login_failed",
-                at=now,
-                details={"reason": "unknown account", "claimed_name": name, "from": client_address},
+                None,
+                now,
+                {"reason": "unknown account", "claimed_name": name, "from": client_address},
             )
             refusal = "wrong name, password or code"
         elif row.disabled_at is not None:
-            audit.append(
-                session,
-                actor=totp_aad(row.name),
-                action="officer.login_failed",
-                at=now,
-                details={"reason": "account disabled", "from": client_address},
-            )
+            _login_failed(session, row, now, {"reason": "account disabled", "from": client_address})
             refusal = "wrong name, password or code"
         elif row.locked_until is not None and row.locked_until > now:
             # Not even the password is checked: a locked account gives a guesser nothing.
-            audit.append(
-                session,
-                actor=totp_aad(row.name),
-                action="officer.login_failed",
-                at=now,
-                details={"reason": "account locked", "from": client_address},
-            )
+            _login_failed(session, row, now, {"reason": "account locked", "from": client_address})
             refusal = "too many failed attempts: this account is locked for a while"
         elif not _password_ok(row.password_hash, password):
             refusal = _fail(

@@ -129,6 +129,15 @@ class Tree:
         return subproof(old_size, 0, new_size, True)
 
 
+def _shift_to_set_bit(fn: int, sn: int) -> tuple[int, int]:
+    """The step both verifications of RFC 9162 take (§2.1.3.2, §2.1.4.2) after a hash
+    from the left: "right-shift both fn and sn equally until either LSB(fn) is set or fn
+    is equal to 0" (when LSB(fn) is set already, nothing moves)."""
+    while fn and not fn & 1:
+        fn, sn = fn >> 1, sn >> 1
+    return fn, sn
+
+
 def verify_consistency(
     old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
 ) -> bool:
@@ -151,9 +160,7 @@ def verify_consistency(
             return False
         if fn & 1 or fn == sn:
             fr, sr = node_hash(c, fr), node_hash(c, sr)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn, sn = fn >> 1, sn >> 1
+            fn, sn = _shift_to_set_bit(fn, sn)
         else:
             sr = node_hash(sr, c)
         fn, sn = fn >> 1, sn >> 1
@@ -171,9 +178,7 @@ def root_from_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[byte
             raise ValueError("inclusion proof too long")
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn, sn = fn >> 1, sn >> 1
+            fn, sn = _shift_to_set_bit(fn, sn)
         else:
             r = node_hash(r, p)
         fn, sn = fn >> 1, sn >> 1

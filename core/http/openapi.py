@@ -1,11 +1,14 @@
-"""What the OpenAPI 3.1 documents of our JSON services share: schemas generated from the
-request models, references into ``components``, and the RFC 9457 problem answer."""
+"""What the OpenAPI 3.1 documents of our JSON services share: the document around their
+paths (bearer security, components), schemas generated from the request models,
+references into ``components``, and the RFC 9457 problem answer."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pydantic import BaseModel
+
+from core import __version__
 
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
@@ -52,3 +55,38 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
 
 def json_response(description: str, schema: str) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": ref(schema)}}}
+
+
+def api_document(
+    *,
+    title: str,
+    description: str,
+    base_url: str,
+    paths: dict[str, Any],
+    schemas: dict[str, Any],
+) -> dict[str, Any]:
+    """An OpenAPI document of one of our JSON APIs: bearer-token security, ``paths``, and
+    ``schemas`` with the problem answer every operation may give."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": __version__, "description": description},
+        "servers": [{"url": base_url}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "token from `sceau client add`",
+                }
+            },
+            "schemas": {**schemas, "Problem": PROBLEM},
+            "responses": {
+                "Problem": {
+                    "description": "RFC 9457 problem",
+                    "content": {"application/problem+json": {"schema": ref("Problem")}},
+                }
+            },
+        },
+    }

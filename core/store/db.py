@@ -87,32 +87,18 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        try:
-            with self._read() as session, session.begin():
-                yield session
-        except _UNANSWERED as exc:
-            raise unavailable(exc) from exc
-        except DataError as exc:
-            if not holds_nul(exc):
-                raise
-            raise SceauError(ErrorKind.INVALID, NUL_DETAIL) from exc
+        with _answered(), self._read() as session, session.begin():
+            yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction: commits on success, rolls back on any exception."""
-        try:
-            with contextlib.ExitStack() as stack:
-                if self._write_lock is not None:
-                    stack.enter_context(self._write_lock)
-                session = stack.enter_context(self._write())
-                stack.enter_context(session.begin())
-                yield session
-        except _UNANSWERED as exc:
-            raise unavailable(exc) from exc
-        except DataError as exc:
-            if not holds_nul(exc):
-                raise
-            raise SceauError(ErrorKind.INVALID, NUL_DETAIL) from exc
+        with _answered(), contextlib.ExitStack() as stack:
+            if self._write_lock is not None:
+                stack.enter_context(self._write_lock)
+            session = stack.enter_context(self._write())
+            stack.enter_context(session.begin())
+            yield session
 
     def transact(self, body: Callable[[Session], T]) -> T:
         """Run ``body`` in a write transaction, again (after a short random pause) when the
@@ -134,6 +120,21 @@ class Database:
 
 
 _UNANSWERED = (OperationalError, InterfaceError, PoolTimeoutError)
+
+
+@contextmanager
+def _answered() -> Iterator[None]:
+    """Around a transaction of read() or write(), once it has rolled back: a database that
+    does not answer is an UnavailableError, a caller's NUL character an invalid request
+    (module docstring); anything else goes on as it is."""
+    try:
+        yield
+    except _UNANSWERED as exc:
+        raise unavailable(exc) from exc
+    except DataError as exc:
+        if not holds_nul(exc):
+            raise
+        raise SceauError(ErrorKind.INVALID, NUL_DETAIL) from exc
 
 
 def unavailable(exc: Exception) -> UnavailableError:

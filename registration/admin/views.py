@@ -21,7 +21,7 @@ from pki.revocation import revoke as revoke_certificate
 from registration import decisions, retention
 from registration.admin import queries
 from registration.evidence import list_files, view_evidence
-from registration.proofs import open_proof
+from registration.proofs import append_proof_event, open_proof
 
 bp = ui_blueprint("ra_admin", __name__, template_folder="templates")
 
@@ -54,12 +54,13 @@ def _form_text(name: str, *, required: bool = True) -> str:
 def _record_view(proof: IdentityProof, page: str) -> None:
     """Opening a sealed record shows personal data: recorded like a view of evidence."""
     with context().db.write() as session:
-        audit.append(
+        append_proof_event(
             session,
+            "identity_proof.viewed",
+            proof.id,
             actor=current_officer().actor,
-            action="identity_proof.viewed",
             at=_now(),
-            details={"proof": proof.id, "page": page},
+            page=page,
         )
 
 
