@@ -14,6 +14,7 @@ from core.http.service import provided
 from core.jobs import JobRunner
 from pki.context import PkiContext
 from sceau import services
+from sceau.timestamping import LocalTimestamper
 from tsa.authority import TimestampAuthority
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -46,7 +47,7 @@ def create_app(
     apps = {name: services.build(name, ctx) for name in services.SERVICES if name != "audit"}
     # The audit checkpoints are timestamped by this process's TSA, without HTTP.
     tsa = provided(TimestampAuthority, apps["tsa"])
-    apps["audit"] = services.build("audit", ctx, services.LocalTimestamper(tsa))
+    apps["audit"] = services.build("audit", ctx, LocalTimestamper(tsa))
     if start_jobs:
         runner = JobRunner(ctx.db)
         for name, app in apps.items():

@@ -12,12 +12,14 @@ where deploy/gunicorn.conf.py's ``post_worker_init`` hook starts the worker's jo
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
+from typing import TypeVar
 
 from flask import Flask
 
 from audit import app as audit_app
-from audit.checkpoint_job import CLIENT, HttpTimestamper, Timestamper
+from audit.checkpoint_job import HttpTimestamper, Timestamper
 from ca import app as ca_app
 from core.jobs import JobRunner
 from crl import app as crl_app
@@ -28,7 +30,8 @@ from registration.retention import RetentionFollowsIssuance
 from signing import app as signing_app
 from signing.custodian import CredentialCustodian
 from tsa import app as tsa_app
-from tsa.authority import TimestampAuthority
+
+T = TypeVar("T")
 
 SERVICES = ("ca", "registration", "tsa", "ocsp", "crl", "signing", "audit")
 
@@ -40,17 +43,6 @@ JOBS: dict[str, Callable[[JobRunner, Flask], None]] = {
     "signing": signing_app.register_app_jobs,
     "audit": audit_app.register_app_jobs,
 }
-
-
-class LocalTimestamper:
-    """The audit checkpoints' Timestamper answered by this process's TSA engine, no HTTP."""
-
-    def __init__(self, authority: TimestampAuthority) -> None:
-        self.authority = authority
-
-    def timestamp(self, request: bytes) -> bytes:
-        answer, _failure = self.authority.respond(request, client=CLIENT)
-        return answer  # a rejection is a TimeStampResp too; the maker reads its status
 
 
 def ca_service(ctx: PkiContext) -> Flask:
@@ -91,7 +83,17 @@ def register_jobs(runner: JobRunner, name: str, app: Flask) -> None:
 
 def create_app(name: str) -> Flask:
     """Production entry point, one service per gunicorn (``SCEAU_HOME`` names the home)."""
-    return build(name, PkiContext.open())
+    return frozen(build(name, PkiContext.open()))
+
+
+def frozen(app: T) -> T:
+    """``app``, once built, with every object made so far moved out of the garbage
+    collector's reach (``gc.freeze``): modules, models and the app itself live as long as
+    the worker, and a request's collection then walks only the objects it made, not the
+    two hundred thousand the imports left behind."""
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def start_jobs(name: str, app: Flask) -> JobRunner:

@@ -114,7 +114,8 @@ def _add_trust_commands(sub: Any) -> None:
         "verify", "check the chain, checkpoints and timestamps; exit 1 on tampering", "verify"
     )
     p.add_argument("--export", metavar="FILE", help="verify an export offline (no database)")
-    audit.add("checkpoint", "sign and timestamp a checkpoint of the log now", "checkpoint")
+    p = audit.add("checkpoint", "sign and timestamp a checkpoint of the log now", "checkpoint")
+    p.set_defaults(handler="checkpoint:checkpoint")
 
     policies = _Commands(sub, "policies", "certification policy documents", "policies")
     p = policies.add(

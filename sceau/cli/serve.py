@@ -11,6 +11,7 @@ from gunicorn.app.base import BaseApplication
 from core.config import load_config
 from sceau.cli.common import home
 from sceau.devserver import create_app
+from sceau.services import frozen
 
 
 class DevServer(BaseApplication):  # type: ignore[misc]
@@ -35,7 +36,7 @@ class DevServer(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         # Runs in each worker after fork: every worker opens its own PKCS#11 session.
-        return create_app(load_config(self.home))
+        return frozen(create_app(load_config(self.home)))
 
 
 def run(args: argparse.Namespace) -> int:

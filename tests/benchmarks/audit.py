@@ -46,7 +46,7 @@ from core.config import load_config
 from core.store.db import Database
 from core.store.models import AuditHead
 from pki.context import PkiContext
-from sceau.services import LocalTimestamper
+from sceau.timestamping import LocalTimestamper
 from tests.benchmarks.common import SCEAU, arguments, run_main, run_sceau
 from tsa.authority import TimestampAuthority
 

@@ -12,7 +12,7 @@ from typing import Any
 from audit.checkpoints import CheckpointMaker
 from core import audit
 from core.store.db import Database
-from sceau.services import LocalTimestamper
+from sceau.timestamping import LocalTimestamper
 from tests.support.pki import Pki
 from tsa.authority import TimestampAuthority
 
