@@ -58,9 +58,9 @@ class HttpTimestamper:
             with urllib.request.urlopen(http_request, timeout=TIMEOUT_SECONDS) as answer:  # noqa: S310
                 body: bytes = answer.read(MAX_RESPONSE_BYTES + 1)
         except OSError as exc:
-            raise SceauError(ErrorKind.HSM, f"the TSA did not answer: {exc}") from exc
+            raise SceauError(ErrorKind.UNAVAILABLE, f"the TSA did not answer: {exc}") from exc
         if len(body) > MAX_RESPONSE_BYTES:
-            raise SceauError(ErrorKind.HSM, "the TSA answered more than a TimeStampResp")
+            raise SceauError(ErrorKind.UNAVAILABLE, "the TSA answered more than a TimeStampResp")
         return body  # a rejection is a TimeStampResp too; the maker reads its status
 
 

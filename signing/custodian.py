@@ -82,7 +82,8 @@ class CredentialCustodian:
         try:
             public_key = self.keys.generate(label, algorithm)
         except BaseException:
-            self._set_status(credential_id, "unused", None)  # the sweep checks the token
+            with self.db.write() as session:  # the clean-up job checks the token
+                _mark(session, credential_id, "unused", None)
             raise
         spki = public_key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -106,11 +107,7 @@ class CredentialCustodian:
             log.exception("could not destroy key of failed credential %s", credential_id)
             status, destroyed_at = "unused", None
         with self.db.write() as session:
-            session.execute(
-                update(Credential)
-                .where(Credential.id == credential_id)
-                .values(status=status, destroyed_at=destroyed_at)
-            )
+            _mark(session, credential_id, status, destroyed_at)
             audit.append(
                 session,
                 actor=client.actor,
@@ -119,13 +116,13 @@ class CredentialCustodian:
                 details={"credential": credential_id, "key": status},
             )
 
-    def _set_status(self, credential_id: str, status: str, destroyed_at: datetime | None) -> None:
-        with self.db.write() as session:
-            session.execute(
-                update(Credential)
-                .where(Credential.id == credential_id)
-                .values(status=status, destroyed_at=destroyed_at)
-            )
+
+def _mark(session: Session, credential_id: str, status: str, destroyed_at: datetime | None) -> None:
+    session.execute(
+        update(Credential)
+        .where(Credential.id == credential_id)
+        .values(status=status, destroyed_at=destroyed_at)
+    )
 
 
 # -- keys in the token that no record names ------------------------------------------------

@@ -91,11 +91,16 @@ def http_error(exc: HTTPException) -> Response:
     return _error(status, error, exc.description or "invalid request")
 
 
+def _server_error() -> Response:
+    """CSC's 500: the caller learns nothing of the cause (the operator's log has it)."""
+    return _error(500, "server_error", "the signing service failed; quote the request id")
+
+
 def unexpected_error(exc: Exception) -> Response:
     if unreadable_body(exc):
         return _error(400, "invalid_request", "the request body is not valid HTTP/1.1")
     log.exception("CSC %s failed", request.path)
-    return _error(500, "server_error", "the signing service failed; quote the request id")
+    return _server_error()
 
 
 @bp.errorhandler(SceauError)
@@ -103,7 +108,7 @@ def _sceau_error(exc: SceauError) -> Response:
     status, error = _SCEAU_ERRORS.get(exc.kind, (500, "server_error"))
     if status == 500:
         log.error("CSC %s failed: %s", request.path, exc.detail)
-        return _error(500, error, "the signing service failed; quote the request id")
+        return _server_error()
     if status >= 500:
         log.error("CSC %s not served: %s", request.path, exc.detail)
     else:

@@ -18,7 +18,7 @@ from pki.context import PkiContext
 from sceau.devserver import create_app
 from tests.support.browser import chromium, serving
 from tests.support.pki import BACKENDS, Pki, backend_home, write_softhsm_conf
-from tests.support.postgres import PgCluster, find_pg_bin, start_cluster
+from tests.support.postgres import PgCluster, throwaway_cluster
 
 
 @pytest.fixture(scope="session")
@@ -32,11 +32,7 @@ def softhsm_conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgCluster]:
-    if find_pg_bin() is None:
-        if os.environ.get("SCEAU_TEST_SKIP_POSTGRES"):
-            pytest.skip("PostgreSQL binaries absent and SCEAU_TEST_SKIP_POSTGRES set")
-        pytest.fail("PostgreSQL binaries not found: run scripts/setup.sh")
-    cluster = start_cluster(tmp_path_factory.mktemp("pg"))
+    cluster = throwaway_cluster(tmp_path_factory.mktemp("pg"))
     yield cluster
     cluster.stop()
 

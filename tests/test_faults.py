@@ -25,7 +25,6 @@ The workers' own log writes fail meanwhile, so their log has a gap.
 from __future__ import annotations
 
 import hashlib
-import os
 import resource
 import secrets
 import threading
@@ -58,7 +57,7 @@ from tests.support.live import (
     wait_until,
 )
 from tests.support.ocsp import OCSP_REQUEST, get_path, request_der
-from tests.support.postgres import PgCluster, find_pg_bin, start_cluster
+from tests.support.postgres import PgCluster, throwaway_cluster
 from tests.support.tsa import QUERY, REPLY, TimeStampResp, failure_of, query
 
 pytestmark = [pytest.mark.slow]
@@ -387,12 +386,8 @@ class PgLive:
 
 @pytest.fixture(scope="module")
 def pg(tmp_path_factory: pytest.TempPathFactory, softhsm_conf: Path) -> Iterator[PgLive]:
-    if find_pg_bin() is None:  # as tests/conftest.py's pg_cluster
-        if os.environ.get("SCEAU_TEST_SKIP_POSTGRES"):
-            pytest.skip("PostgreSQL binaries absent and SCEAU_TEST_SKIP_POSTGRES set")
-        pytest.fail("PostgreSQL binaries not found: run scripts/setup.sh")
     base = tmp_path_factory.mktemp("faults-postgresql")
-    cluster = start_cluster(base)  # ours: stopped and started by these tests
+    cluster = throwaway_cluster(base)  # ours: stopped and started by these tests
     try:
         url = cluster.create_database("faults")
         with live_home(base, softhsm_conf, url, backend="postgresql", label="faults-pg") as live:

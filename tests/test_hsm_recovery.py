@@ -50,7 +50,7 @@ from tests.support.clients import http_request
 from tests.support.judges import BIN
 from tests.support.live import pg_start, pg_stop
 from tests.support.pki import Pki, make_home, write_softhsm_conf
-from tests.support.postgres import PgCluster, find_pg_bin, start_cluster
+from tests.support.postgres import PgCluster, throwaway_cluster
 from tests.support.servers import SceauServer
 from tests.support.signing import credential, sign_hash
 
@@ -397,11 +397,7 @@ def test_readyz_names_the_database_when_its_file_is_gone(own: Pki) -> None:
 @pytest.fixture(scope="module")
 def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgCluster]:
     """A PostgreSQL cluster that only this module stops."""
-    if find_pg_bin() is None:
-        if os.environ.get("SCEAU_TEST_SKIP_POSTGRES"):
-            pytest.skip("PostgreSQL binaries absent and SCEAU_TEST_SKIP_POSTGRES set")
-        pytest.fail("PostgreSQL binaries not found: run scripts/setup.sh")
-    cluster = start_cluster(tmp_path_factory.mktemp("pg-readiness"))
+    cluster = throwaway_cluster(tmp_path_factory.mktemp("pg-readiness"))
     yield cluster
     cluster.stop()
 

@@ -312,6 +312,20 @@ class Alarm:
     count: int = 1
 
 
+def print_alarms(alarms: list[Alarm]) -> None:
+    """The server log's alarming records, each kind once, or the line saying there were
+    none (the issuance and mixed-load benchmarks print this alike)."""
+    if not alarms:
+        print("server log: no error, traceback, lock or worker-restart line")
+        return
+    total = sum(alarm.count for alarm in alarms)
+    print(f"server log: {total} alarming record(s) of {len(alarms)} kind(s):")
+    for alarm in alarms[:LOG_EXCERPT_LINES]:
+        print(f"  {alarm.count} x, first: {alarm.first}")
+        if alarm.exception:
+            print(f"      -> {alarm.exception}")
+
+
 def server_alarms(log_path: Path, until: int, workers: int) -> list[Alarm]:
     """Alarming records of the first `until` bytes of the log, worker restarts included,
     one entry per kind (the same message from another worker or at another time counts
@@ -410,15 +424,7 @@ def report(args: argparse.Namespace, m: Measurements) -> None:
         print()
         print(f"first failure:   {load.first_failure}")
     print()
-    if m.alarms:
-        total = sum(alarm.count for alarm in m.alarms)
-        print(f"server log: {total} alarming record(s) of {len(m.alarms)} kind(s):")
-        for alarm in m.alarms[:LOG_EXCERPT_LINES]:
-            print(f"  {alarm.count} x, first: {alarm.first}")
-            if alarm.exception:
-                print(f"      -> {alarm.exception}")
-    else:
-        print("server log: no error, traceback, lock or worker-restart line")
+    print_alarms(m.alarms)
     print()
     print(
         f"RESULT issuance_cps={load.rate:.1f} p50_ms={ms[0]:.1f} p99_ms={ms[2]:.1f} "

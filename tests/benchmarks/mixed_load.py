@@ -87,7 +87,7 @@ from tests.benchmarks.common import (
     run_sceau,
     sign_loop,
 )
-from tests.benchmarks.issuance import server_alarms
+from tests.benchmarks.issuance import print_alarms, server_alarms
 from tests.benchmarks.load import starts_with
 from tests.support.builders import LEGAL, NATURAL, csr_pem
 from tests.support.postgres import PgCluster, start_cluster
@@ -1123,14 +1123,7 @@ def report(  # noqa: PLR0913 - every figure of the run
                 print(f"  unexpected ({phase}) {stats.name}: {line}")
     n5xx = print_5xx({"warm-up": run.warm, "timed": timed}, log_path, run.log_size)
     alarms = server_alarms(log_path, run.log_size, WORKERS)
-    if alarms:
-        print(f"server log: {sum(a.count for a in alarms)} alarming record(s):")
-        for alarm in alarms[:20]:
-            print(f"  {alarm.count} x, first: {alarm.first}")
-            if alarm.exception:
-                print(f"      -> {alarm.exception}")
-    else:
-        print("server log: no error, traceback, lock or worker-restart line")
+    print_alarms(alarms)
     print()
     print(
         f"invariants ({world.created_201} certificates answered 201, {world.revoked_200} "

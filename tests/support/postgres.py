@@ -32,6 +32,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
+import pytest
 from psycopg import sql
 
 PG_ROOT = Path("/usr/lib/postgresql")
@@ -122,6 +123,16 @@ def find_pg_bin() -> Path | None:
     if not candidates:
         return None
     return max(candidates)[1]
+
+
+def throwaway_cluster(base: Path) -> PgCluster:
+    """``start_cluster`` for a test fixture: without PostgreSQL's binaries the test fails
+    (run scripts/setup.sh), or is skipped when SCEAU_TEST_SKIP_POSTGRES says so."""
+    if find_pg_bin() is None:
+        if os.environ.get("SCEAU_TEST_SKIP_POSTGRES"):
+            pytest.skip("PostgreSQL binaries absent and SCEAU_TEST_SKIP_POSTGRES set")
+        pytest.fail("PostgreSQL binaries not found: run scripts/setup.sh")
+    return start_cluster(base)
 
 
 def start_cluster(base: Path) -> PgCluster:
